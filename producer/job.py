@@ -1,0 +1,70 @@
+"""A handle on a submitted job: status, waiting, results, cancellation."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from tasks.records import JobStatus
+from tasks.store import ResultStore, connect
+from worker.settings import Settings
+
+
+class Job:
+    """What ``submit`` returns; also ``Job.attach(job_id)`` for an existing job."""
+
+    def __init__(self, job_id: str, store: ResultStore) -> None:
+        self.id = job_id
+        self.store = store
+
+    @classmethod
+    def attach(cls, job_id: str, settings: Settings | None = None) -> Job:
+        """A handle on an existing job. Raises JobNotFound / StoreUnavailable."""
+        settings = settings or Settings.from_env()
+        job = cls(job_id, ResultStore(connect(settings.redis_url)))
+        job.status()
+        return job
+
+    def __repr__(self) -> str:
+        return f"Job({self.id!r})"
+
+    def status(self) -> JobStatus:
+        return self.store.status(self.id)
+
+    def wait(
+        self,
+        timeout: float | None = None,
+        poll: float = 0.5,
+        on_progress: Callable[[JobStatus], None] | None = None,
+    ) -> JobStatus:
+        """Block until every URI has a final record (or the job is cancelled).
+
+        Raises:
+            TimeoutError: ``timeout`` seconds passed first.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            status = self.status()
+            if on_progress:
+                on_progress(status)
+            if status.finished:
+                return status
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"job {self.id} not finished after {timeout}s: "
+                    f"{status.done_count}/{status.total} done"
+                )
+            time.sleep(poll)
+
+    def results(self, include_pending: bool = False) -> Iterator[dict[str, Any]]:
+        """Final records in submission order (streamed from Redis)."""
+        for _, uri, record in self.store.records(self.id):
+            if record is not None:
+                yield record.to_dict()
+            elif include_pending:
+                yield {"uri": uri, "status": "pending"}
+
+    def cancel(self) -> None:
+        """Stop the job: chunks not yet started are skipped by workers."""
+        self.store.cancel_job(self.id)

@@ -1,0 +1,99 @@
+"""Turn what a user names (folder, file, ``@list``, ``-``, URI) into a stream of URIs.
+
+Everything is a generator: a list of millions of URIs is never held in memory.
+Local paths come out absolute, because workers may run in another directory.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import TextIO
+
+from tasks.errors import ConfigError
+
+IMAGE_EXTENSIONS = frozenset(
+    {".jpg", ".jpeg", ".jpe", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff"}
+)
+_MAGIC = (
+    b"\xff\xd8\xff",  # JPEG
+    b"\x89PNG\r\n\x1a\n",
+    b"GIF87a",
+    b"GIF89a",
+    b"BM",
+    b"II*\x00",  # TIFF little-endian
+    b"MM\x00*",  # TIFF big-endian
+)
+REMOTE_SCHEMES = ("s3://", "http://", "https://")
+
+
+def looks_like_image(path: Path) -> bool:
+    """True for an image extension, or, for other files, image magic bytes."""
+    if path.suffix.lower() in IMAGE_EXTENSIONS:
+        return True
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(16)
+    except OSError:
+        return False
+    return head.startswith(_MAGIC) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP")
+
+
+def walk_folder(root: Path) -> Iterator[str]:
+    """Every image under ``root``, recursively, in a stable (sorted) order."""
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for name in sorted(filenames):
+            path = Path(dirpath, name)
+            if path.is_file() and looks_like_image(path):
+                yield str(path.absolute())
+
+
+def read_list(stream: TextIO) -> Iterator[str]:
+    """URIs from a list, one per line; blank lines and ``#`` comments are skipped."""
+    for line in stream:
+        uri = line.strip()
+        if uri and not uri.startswith("#"):
+            yield normalise(uri)
+
+
+def normalise(uri: str) -> str:
+    """Remote URIs pass through; local paths become absolute."""
+    if uri.startswith(REMOTE_SCHEMES) or uri.startswith("file://"):
+        return uri
+    return str(Path(uri).expanduser().absolute())
+
+
+def iter_source(source: str, stdin: TextIO | None = None) -> Iterator[str]:
+    """The URIs one command-line source names.
+
+    Raises:
+        ConfigError: a local path or list file that does not exist.
+    """
+    if source == "-":
+        yield from read_list(stdin or sys.stdin)
+        return
+    if source.startswith("@"):
+        list_path = Path(source[1:]).expanduser()
+        if not list_path.is_file():
+            raise ConfigError(f"URI list file not found: {list_path}")
+        with open(list_path, encoding="utf-8") as fh:
+            yield from read_list(fh)
+        return
+    if source.startswith(REMOTE_SCHEMES):
+        yield source
+        return
+    path = Path(source[7:] if source.startswith("file://") else source).expanduser()
+    if path.is_dir():
+        yield from walk_folder(path)
+    elif path.is_file():
+        yield str(path.absolute())
+    else:
+        raise ConfigError(f"no such file or directory: {source}")
+
+
+def iter_sources(sources: Iterable[str], stdin: TextIO | None = None) -> Iterator[str]:
+    for source in sources:
+        yield from iter_source(source, stdin)

@@ -1,0 +1,91 @@
+"""Worker start-up: verify weights in the parent, load the model once in each child.
+
+``worker_init`` runs in the main process before it forks: a missing or tampered
+checkpoint stops the worker there with one clear line. ``worker_process_init`` runs in
+every pool child: it sets torch's threads, loads and warms the model and registers the
+process's counters in Redis, well inside ``worker_proc_alive_timeout``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import sys
+import time
+from typing import Any
+
+from celery import signals
+
+from tasks.errors import BulktagError
+from worker.settings import Settings
+
+log = logging.getLogger("bulktag.worker")
+
+_hostname = socket.gethostname()
+
+
+@signals.worker_init.connect
+def verify_weights_in_parent(sender: Any = None, **_: Any) -> None:
+    """Refuse to start on a missing/unpinned/tampered checkpoint."""
+    global _hostname
+    _hostname = getattr(sender, "hostname", None) or _hostname
+    from weights.checkpoint import verify_file
+
+    settings = Settings.from_env()
+    try:
+        verify_file(settings.weights, settings.weights_sha256)
+    except BulktagError as exc:
+        log.critical("bulktag worker cannot start: %s", exc)
+        sys.exit(1)
+
+
+@signals.worker_process_init.connect
+def load_model_in_child(**_: Any) -> None:
+    """Load, tune and warm the one model this process will use for every task."""
+    import torch
+
+    from tasks import inference
+    from tasks.decode import configure_limits, reference_transform
+    from tasks.store import ResultStore, connect
+    from weights.checkpoint import load_checkpoint
+
+    started = time.perf_counter()
+    settings = Settings.from_env()
+    torch.set_num_threads(settings.effective_threads)
+    try:
+        torch.set_num_interop_threads(1)
+    except RuntimeError:  # already set in this process
+        pass
+    configure_limits(settings.max_pixels)
+    reference_transform()
+    ckpt = load_checkpoint(settings.weights, settings.weights_sha256)
+    tagger = inference.Tagger.from_checkpoint(ckpt, channels_last=settings.channels_last)
+    tagger.warm_up()
+    inference.install(tagger)
+    elapsed = time.perf_counter() - started
+    store = ResultStore(connect(settings.redis_url))
+    pid = os.getpid()
+    store.worker_info(
+        _hostname,
+        pid,
+        model_id=tagger.model_id,
+        trained=int(tagger.trained),
+        threads=torch.get_num_threads(),
+        ready_at=time.time(),
+        load_seconds=round(elapsed, 3),
+    )
+    store.worker_counters(_hostname, pid, model_loads=1)
+    note = "" if tagger.trained else " -- UNTRAINED weights: labels are meaningless"
+    log.info(
+        "process %d ready: model %s, %d torch threads, loaded+warmed in %.2fs%s",
+        pid,
+        tagger.model_id,
+        torch.get_num_threads(),
+        elapsed,
+        note,
+    )
+
+
+def hostname() -> str:
+    return _hostname

@@ -1,0 +1,137 @@
+"""bulktag settings: one frozen dataclass built from ``BULKTAG_*`` environment variables.
+
+This is the only module that reads ``os.environ``. Every default below is documented
+in the README's configuration table; keep the two in step.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from tasks.errors import ConfigError
+
+DEFAULT_REDIS_URL = "redis://localhost:6379/0"
+DEFAULT_WEIGHTS = Path("~/.cache/bulktag/weights/resnet18-imagenet1k-v1.pt")
+DEFAULT_QUEUE = "bulktag"
+# Chunk = one Celery message. 32 keeps a chunk's decoded tensors ~20 MB and a redelivery
+# cheap, while still filling one batch-32 forward per message.
+DEFAULT_CHUNK_SIZE = 32
+DEFAULT_BATCH_SIZE = 32
+DEFAULT_MAX_BYTES = 50 * 1024 * 1024  # a 50 MB file is far past any camera JPEG
+DEFAULT_MAX_PIXELS = 64_000_000  # 5x a 12 MP photo; Pillow's own bomb limit is ~89 MP
+# Redis re-delivers an un-acked chunk after this long; must exceed the slowest chunk.
+DEFAULT_VISIBILITY_TIMEOUT = 3600
+DEFAULT_FETCH_THREADS = 8
+
+
+def available_cores() -> int:
+    """Cores this process may run on (cgroup/affinity aware, unlike os.cpu_count)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - non-Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def auto_concurrency(cores: int) -> int:
+    """Worker processes for ``cores``: one per 4 cores, at least one.
+
+    One process with all cores as torch threads plus a decode thread pool keeps a
+    single model copy in memory on small machines; bigger machines get more processes
+    because torch's intra-op scaling flattens beyond ~4 threads for ResNet-18.
+    """
+    return max(1, cores // 4)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a producer or worker needs to know, resolved once."""
+
+    redis_url: str = DEFAULT_REDIS_URL
+    weights: Path = DEFAULT_WEIGHTS
+    weights_sha256: str | None = None
+    queue: str = DEFAULT_QUEUE
+    chunk_size: int = DEFAULT_CHUNK_SIZE
+    batch_size: int = DEFAULT_BATCH_SIZE
+    concurrency: int = 0  # 0 = auto
+    threads: int = 0  # torch intra-op threads per process; 0 = auto
+    decode_threads: int = 0  # 0 = auto (same as threads)
+    fetch_threads: int = DEFAULT_FETCH_THREADS
+    max_bytes: int = DEFAULT_MAX_BYTES
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    allowed_roots: tuple[Path, ...] = field(default_factory=tuple)
+    visibility_timeout: int = DEFAULT_VISIBILITY_TIMEOUT
+    channels_last: bool = True
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
+        """Build settings from ``BULKTAG_*`` variables; unknown values raise ConfigError."""
+        env = dict(os.environ if env is None else env)
+        get = env.get
+        roots_raw = get("BULKTAG_ALLOWED_ROOTS")
+        roots = (
+            tuple(Path(p).expanduser() for p in roots_raw.split(os.pathsep) if p)
+            if roots_raw
+            else (Path.home(), Path.cwd())
+        )
+        return cls(
+            redis_url=get("BULKTAG_REDIS_URL", DEFAULT_REDIS_URL),
+            weights=Path(get("BULKTAG_WEIGHTS", str(DEFAULT_WEIGHTS))).expanduser(),
+            weights_sha256=get("BULKTAG_WEIGHTS_SHA256") or None,
+            queue=get("BULKTAG_QUEUE", DEFAULT_QUEUE),
+            chunk_size=_int(env, "BULKTAG_CHUNK_SIZE", DEFAULT_CHUNK_SIZE, minimum=1),
+            batch_size=_int(env, "BULKTAG_BATCH_SIZE", DEFAULT_BATCH_SIZE, minimum=1),
+            concurrency=_int(env, "BULKTAG_CONCURRENCY", 0, minimum=0),
+            threads=_int(env, "BULKTAG_THREADS", 0, minimum=0),
+            decode_threads=_int(env, "BULKTAG_DECODE_THREADS", 0, minimum=0),
+            fetch_threads=_int(env, "BULKTAG_FETCH_THREADS", DEFAULT_FETCH_THREADS, minimum=1),
+            max_bytes=_int(env, "BULKTAG_MAX_BYTES", DEFAULT_MAX_BYTES, minimum=1),
+            max_pixels=_int(env, "BULKTAG_MAX_PIXELS", DEFAULT_MAX_PIXELS, minimum=1),
+            allowed_roots=roots,
+            visibility_timeout=_int(
+                env, "BULKTAG_VISIBILITY_TIMEOUT", DEFAULT_VISIBILITY_TIMEOUT, minimum=60
+            ),
+            channels_last=_bool(env, "BULKTAG_CHANNELS_LAST", True),
+        )
+
+    def with_overrides(self, **changes: object) -> Settings:
+        """A copy with the non-None ``changes`` applied (CLI flags over env)."""
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    @property
+    def effective_concurrency(self) -> int:
+        return self.concurrency or auto_concurrency(available_cores())
+
+    @property
+    def effective_threads(self) -> int:
+        """Torch threads per process: cores / processes unless set, so no oversubscription."""
+        return self.threads or max(1, available_cores() // self.effective_concurrency)
+
+    @property
+    def effective_decode_threads(self) -> int:
+        return self.decode_threads or self.effective_threads
+
+
+def _int(env: dict[str, str], name: str, default: int, minimum: int) -> int:
+    raw = env.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def _bool(env: dict[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name)
+    if raw in (None, ""):
+        return default
+    if raw.lower() in ("1", "true", "yes", "on"):
+        return True
+    if raw.lower() in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be true or false, got {raw!r}")
