@@ -1,10 +1,10 @@
 """The producer side of bulktag: the Python API other applications use.
 
-    from producer import submit
-    job = submit("~/photos", job="trip")
-    job.wait()
-    for record in job.results():
-        ...
+from producer import submit
+job = submit("~/photos", job="trip")
+job.wait()
+for record in job.results():
+    ...
 """
 
 from producer.job import Job

@@ -94,7 +94,7 @@ def build_corpus(
     seeds = seed_images()
     root.mkdir(parents=True, exist_ok=True)
     corpus = Corpus(root)
-    n_repeats = int(round(n * repeat_fraction))
+    n_repeats = round(n * repeat_fraction)
     for i in range(n - n_repeats):
         size = sizes[i % len(sizes)]
         img = camera_photo(seeds[i % len(seeds)], size, rng)

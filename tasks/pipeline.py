@@ -94,7 +94,7 @@ def tag_items(
     # 4. decode + preprocess the unique unknown contents concurrently.
     limit = settings.max_pixels
     decoded = list(pool.map(lambda h: _safely(decode_and_preprocess, first_data[h], limit), todo))
-    del first_data
+    first_data.clear()  # raw bytes no longer needed; free them before the forward
     failures: dict[str, BaseException] = {}
     ready: list[tuple[str, torch.Tensor]] = []
     for h, result in zip(todo, decoded, strict=True):
@@ -121,7 +121,8 @@ def tag_items(
             outcomes.append((index, rec, False))
             continue
         if h in failures:
-            outcomes.append((index, Record(uri, h, "error", reason(failures[h]), None, model), False))
+            rec = Record(uri, h, "error", reason(failures[h]), None, model)
+            outcomes.append((index, rec, False))
             continue
         top = known.get(h) or fresh[h]
         deduped = h in known or h in charged

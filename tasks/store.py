@@ -173,7 +173,8 @@ class ResultStore:
 
     def cache_top3(self, model_id: str, results: dict[str, list[dict[str, Any]]]) -> None:
         if results:
-            self.r.mset({keys.cached_result(model_id, h): json.dumps(t) for h, t in results.items()})
+            mapping = {keys.cached_result(model_id, h): json.dumps(t) for h, t in results.items()}
+            self.r.mset(mapping)
 
     # -- worker counters ---------------------------------------------------------------
     def worker_counters(self, hostname: str, pid: int, **increments: int) -> None:

@@ -8,6 +8,7 @@ process's counters in Redis, well inside ``worker_proc_alive_timeout``.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -53,10 +54,8 @@ def load_model_in_child(**_: Any) -> None:
     started = time.perf_counter()
     settings = Settings.from_env()
     torch.set_num_threads(settings.effective_threads)
-    try:
+    with contextlib.suppress(RuntimeError):  # already set in this process
         torch.set_num_interop_threads(1)
-    except RuntimeError:  # already set in this process
-        pass
     configure_limits(settings.max_pixels)
     reference_transform()
     ckpt = load_checkpoint(settings.weights, settings.weights_sha256)
