@@ -1,0 +1,49 @@
+# bulktag: one Makefile for people, pre-commit and CI (.ci/run calls `make test`).
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: help install redis-binary test test-fast lint format demo bench clean
+
+help:
+	@echo "make demo    set up, then tag sample photos end to end (starts and stops what it needs)"
+	@echo "make test    set up, then run the whole test suite (starts its own redis-server)"
+	@echo "make lint    ruff + mypy      make bench    throughput benchmark -> docs/BENCHMARKS.md"
+
+# The venv is rebuilt when pyproject.toml changes. torch/torchvision are pinned there.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# Tests and the demo start their own redis-server; install the binary if it is missing.
+redis-binary:
+	@bash scripts/ensure-redis-server.sh
+
+test: install redis-binary
+	$(BIN)/python -m pytest
+
+test-fast: install
+	$(BIN)/python -m pytest tests/unit
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy worker tasks producer weights
+
+format: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+demo: install redis-binary
+	$(BIN)/python scripts/demo.py
+
+bench: install redis-binary
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf var .pytest_cache .ruff_cache .mypy_cache

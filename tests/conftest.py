@@ -1,0 +1,56 @@
+"""Shared fixtures: untrained dev weights, a private redis-server, worker environments."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from tests.servers import RedisServer
+
+
+@pytest.fixture(scope="session")
+def dev_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A seeded random-initialised checkpoint (UNTRAINED: labels are meaningless)."""
+    from weights.fetch import write_untrained
+
+    path = tmp_path_factory.mktemp("weights") / "resnet18-untrained.pt"
+    write_untrained(path, seed=0)
+    return path
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> Iterator[str]:
+    """The private server's URL, flushed before and after each test."""
+    client = redis.Redis.from_url(redis_server.url)
+    client.flushall()
+    yield redis_server.url
+    client.flushall()
+
+
+@pytest.fixture
+def redis_client(redis_url: str) -> redis.Redis:
+    return redis.Redis.from_url(redis_url, decode_responses=True)
+
+
+@pytest.fixture
+def worker_env(redis_url: str, dev_weights: Path, tmp_path: Path) -> dict[str, str]:
+    """Environment for producer and worker subprocesses of one test."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BULKTAG_")}
+    env.update(
+        BULKTAG_REDIS_URL=redis_url,
+        BULKTAG_WEIGHTS=str(dev_weights),
+        BULKTAG_ALLOWED_ROOTS=str(tmp_path),
+        PYTHONUNBUFFERED="1",
+    )
+    return env
