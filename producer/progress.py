@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
 
 from tasks.records import JobStatus
 
@@ -37,7 +37,7 @@ class ProgressView:
         self.plain_every = plain_every
         self._last_plain = 0.0
         self._progress: Progress | None = None
-        self._task = None
+        self._task: TaskID | None = None
 
     def __enter__(self) -> Callable[[JobStatus], None]:
         if self.console.is_terminal:

@@ -39,10 +39,11 @@ def decode_image(data: bytes, max_pixels: int) -> Image.Image:
                 f"{max_pixels}-pixel limit (possible decompression bomb)"
             )
         img.load()
-        img = ImageOps.exif_transpose(img)
-        if img.mode == "P" and "transparency" in img.info:
-            img = img.convert("RGBA")  # Pillow warns converting such palettes straight to RGB
-        return img.convert("RGB")
+        oriented: Image.Image = ImageOps.exif_transpose(img)
+        if oriented.mode == "P" and "transparency" in oriented.info:
+            # Pillow warns converting such palettes straight to RGB
+            oriented = oriented.convert("RGBA")
+        return oriented.convert("RGB")
     except TooLarge:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:

@@ -83,9 +83,9 @@ def tag_items(
         if isinstance(data, BaseException):
             hashes.append(None)
             continue
-        digest = hashlib.sha256(data).hexdigest()
-        hashes.append(digest)
-        first_data.setdefault(digest, data)
+        content_hash = hashlib.sha256(data).hexdigest()
+        hashes.append(content_hash)
+        first_data.setdefault(content_hash, data)
 
     # 3. dedupe against the store (any chunk, job or time) for this model id.
     known = store.cached_top3(model, list(first_data))
@@ -115,20 +115,20 @@ def tag_items(
     # 6. one record per URI.
     outcomes: list[Outcome] = []
     charged: set[str] = set()  # hashes whose forward pass is attributed to one URI
-    for (index, uri), data, h in zip(items, fetched, hashes, strict=True):
-        if h is None:
-            rec = Record(uri, None, "error", reason(data), None, model)  # type: ignore[arg-type]
+    for (index, uri), data, digest in zip(items, fetched, hashes, strict=True):
+        if digest is None:
+            rec = Record(uri, None, "error", reason(data), None, model)
             outcomes.append((index, rec, False))
             continue
-        if h in failures:
-            rec = Record(uri, h, "error", reason(failures[h]), None, model)
+        if digest in failures:
+            rec = Record(uri, digest, "error", reason(failures[digest]), None, model)
             outcomes.append((index, rec, False))
             continue
-        top = known.get(h) or fresh[h]
-        deduped = h in known or h in charged
-        charged.add(h)
+        top = known.get(digest) or fresh[digest]
+        deduped = digest in known or digest in charged
+        charged.add(digest)
         labels = [Label(t["label"], int(t["index"]), float(t["score"])) for t in top]
-        outcomes.append((index, Record(uri, h, "ok", None, labels, model), deduped))
+        outcomes.append((index, Record(uri, digest, "ok", None, labels, model), deduped))
 
     for _, rec, deduped in outcomes:
         report.ok += rec.status == "ok"

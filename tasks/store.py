@@ -91,7 +91,7 @@ class ResultStore:
     def create_job(self, job_id: str, chunk_size: int, source: str) -> bool:
         """Create the job hash; False if a job with that id already exists."""
         now = time.time()
-        fields = {
+        fields: dict[str, str | int | float] = {
             "job": job_id,
             "state": "enumerating",
             "total": 0,
@@ -106,7 +106,7 @@ class ResultStore:
         if not self.r.hsetnx(keys.job(job_id), "job", job_id):
             return False
         pipe = self.r.pipeline()
-        pipe.hset(keys.job(job_id), mapping=fields)
+        pipe.hset(keys.job(job_id), mapping=fields)  # type: ignore[arg-type]  # invariant key
         pipe.zadd(keys.jobs(), {job_id: now})
         pipe.execute()
         return True
@@ -169,7 +169,7 @@ class ResultStore:
         if not hashes:
             return {}
         raws = self.r.mget([keys.cached_result(model_id, h) for h in hashes])
-        return {h: json.loads(raw) for h, raw in zip(hashes, raws, strict=True) if raw}  # type: ignore[arg-type]
+        return {h: json.loads(raw) for h, raw in zip(hashes, raws, strict=True) if raw}
 
     def cache_top3(self, model_id: str, results: dict[str, list[dict[str, Any]]]) -> None:
         if results:
@@ -185,15 +185,15 @@ class ResultStore:
             pipe.hincrby(key, name, value)
         pipe.execute()
 
-    def worker_info(self, hostname: str, pid: int, **fields: Any) -> None:
+    def worker_info(self, hostname: str, pid: int, **fields: str | int | float) -> None:
         key = keys.worker(hostname, pid)
         pipe = self.r.pipeline()
         pipe.sadd(keys.workers(), key)
-        pipe.hset(key, mapping=fields)
+        pipe.hset(key, mapping=fields)  # type: ignore[arg-type]  # redis-py's invariant key
         pipe.execute()
 
     def all_worker_stats(self) -> dict[str, dict[str, str]]:
-        names = sorted(self.r.smembers(keys.workers()))  # type: ignore[arg-type]
+        names: list[str] = sorted(self.r.smembers(keys.workers()))  # type: ignore[arg-type]
         pipe = self.r.pipeline()
         for name in names:
             pipe.hgetall(name)

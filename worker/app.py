@@ -44,7 +44,7 @@ def create_app(settings: Settings | None = None) -> Celery:
         worker_hijack_root_logger=True,
         worker_redirect_stdouts=False,
     )
-    app.bulktag_settings = settings  # type: ignore[attr-defined]
+    app.bulktag_settings = settings
     return app
 
 

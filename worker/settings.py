@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from tasks.errors import ConfigError
 
@@ -24,6 +25,16 @@ DEFAULT_MAX_PIXELS = 64_000_000  # 5x a 12 MP photo; Pillow's own bomb limit is 
 # Redis re-delivers an un-acked chunk after this long; must exceed the slowest chunk.
 DEFAULT_VISIBILITY_TIMEOUT = 3600
 DEFAULT_FETCH_THREADS = 8
+# Remote fetches (HTTP and S3). A stalled server costs a chunk at most roughly
+# attempts x (connect + deadline), far below the visibility timeout.
+DEFAULT_CONNECT_TIMEOUT = 5.0  # seconds to open a TCP/TLS connection
+DEFAULT_READ_TIMEOUT = 30.0  # seconds of silence allowed between two reads
+DEFAULT_FETCH_DEADLINE = 300.0  # seconds for one whole download attempt (slow-drip guard)
+DEFAULT_FETCH_ATTEMPTS = 3  # tries per URI on transient faults (timeouts, 5xx, throttling)
+DEFAULT_FETCH_BACKOFF = 0.5  # first retry waits up to this (full jitter), doubling each time
+DEFAULT_MAX_REDIRECTS = 5
+# Producer backpressure: chunks allowed to wait in the broker queue; 0 = no cap.
+DEFAULT_MAX_QUEUED = 0
 
 
 def available_cores() -> int:
@@ -63,6 +74,15 @@ class Settings:
     allowed_roots: tuple[Path, ...] = field(default_factory=tuple)
     visibility_timeout: int = DEFAULT_VISIBILITY_TIMEOUT
     channels_last: bool = True
+    s3_endpoint_url: str | None = None  # None: botocore's AWS_ENDPOINT_URL[_S3] or AWS
+    allow_private_networks: bool = False  # SSRF guard off: trusted internal deployments only
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
+    read_timeout: float = DEFAULT_READ_TIMEOUT
+    fetch_deadline: float = DEFAULT_FETCH_DEADLINE
+    fetch_attempts: int = DEFAULT_FETCH_ATTEMPTS
+    fetch_backoff: float = DEFAULT_FETCH_BACKOFF
+    max_redirects: int = DEFAULT_MAX_REDIRECTS
+    max_queued: int = DEFAULT_MAX_QUEUED
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -93,9 +113,18 @@ class Settings:
                 env, "BULKTAG_VISIBILITY_TIMEOUT", DEFAULT_VISIBILITY_TIMEOUT, minimum=60
             ),
             channels_last=_bool(env, "BULKTAG_CHANNELS_LAST", True),
+            s3_endpoint_url=get("BULKTAG_S3_ENDPOINT_URL") or None,
+            allow_private_networks=_bool(env, "BULKTAG_ALLOW_PRIVATE_NETWORKS", False),
+            connect_timeout=_float(env, "BULKTAG_CONNECT_TIMEOUT", DEFAULT_CONNECT_TIMEOUT),
+            read_timeout=_float(env, "BULKTAG_READ_TIMEOUT", DEFAULT_READ_TIMEOUT),
+            fetch_deadline=_float(env, "BULKTAG_FETCH_DEADLINE", DEFAULT_FETCH_DEADLINE),
+            fetch_attempts=_int(env, "BULKTAG_FETCH_ATTEMPTS", DEFAULT_FETCH_ATTEMPTS, minimum=1),
+            fetch_backoff=_float(env, "BULKTAG_FETCH_BACKOFF", DEFAULT_FETCH_BACKOFF, minimum=0),
+            max_redirects=_int(env, "BULKTAG_MAX_REDIRECTS", DEFAULT_MAX_REDIRECTS, minimum=0),
+            max_queued=_int(env, "BULKTAG_MAX_QUEUED", DEFAULT_MAX_QUEUED, minimum=0),
         )
 
-    def with_overrides(self, **changes: object) -> Settings:
+    def with_overrides(self, **changes: Any) -> Settings:
         """A copy with the non-None ``changes`` applied (CLI flags over env)."""
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
 
@@ -123,6 +152,19 @@ def _int(env: dict[str, str], name: str, default: int, minimum: int) -> int:
         raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
     if value < minimum:
         raise ConfigError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def _float(env: dict[str, str], name: str, default: float, minimum: float = 0.001) -> float:
+    raw = env.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+    if not value >= minimum:  # also refuses nan
+        raise ConfigError(f"{name} must be >= {minimum}, got {raw}")
     return value
 
 

@@ -1,0 +1,62 @@
+"""Sources stream URIs: folders by extension and content, @lists, stdin, remote URIs."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+
+from producer.sources import iter_source, iter_sources
+from producer.submit import chunked
+from tasks.errors import ConfigError
+
+JPEG_MAGIC = b"\xff\xd8\xff\xe0" + b"\0" * 16
+
+
+def test_folder_walk_finds_images_by_extension_and_content(tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "x.JPG").write_bytes(b"anything")
+    (tmp_path / "b.png").write_bytes(b"anything")
+    (tmp_path / "no_extension").write_bytes(JPEG_MAGIC)
+    (tmp_path / "notes.txt").write_text("not an image")
+    (tmp_path / "data.bin").write_bytes(b"\0" * 32)
+    found = list(iter_source(str(tmp_path)))
+    assert found == [
+        str(tmp_path / "b.png"),
+        str(tmp_path / "no_extension"),
+        str(tmp_path / "a" / "x.JPG"),
+    ]
+
+
+def test_list_file_and_stdin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    listing = tmp_path / "uris.txt"
+    listing.write_text("# comment\nrel.jpg\n\ns3://b/k.jpg\nhttps://e.org/a.png\n")
+    assert list(iter_source(f"@{listing}")) == [
+        str(tmp_path / "rel.jpg"),
+        "s3://b/k.jpg",
+        "https://e.org/a.png",
+    ]
+    stdin = io.StringIO("/abs/one.jpg\nfile:///abs/two.jpg\n")
+    assert list(iter_sources(["-"], stdin=stdin)) == ["/abs/one.jpg", "file:///abs/two.jpg"]
+
+
+def test_missing_sources_raise_clear_errors(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no such file or directory"):
+        list(iter_source(str(tmp_path / "nope")))
+    with pytest.raises(ConfigError, match="list file not found"):
+        list(iter_source(f"@{tmp_path / 'nope.txt'}"))
+
+
+def test_chunking_streams_without_materialising() -> None:
+    def endless():
+        n = 0
+        while True:
+            yield str(n)
+            n += 1
+
+    chunks = chunked(endless(), 3)
+    assert next(chunks) == ["0", "1", "2"]
+    assert next(chunks) == ["3", "4", "5"]
+    assert list(chunked(iter(["a", "b", "c", "d"]), 3)) == [["a", "b", "c"], ["d"]]

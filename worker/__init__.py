@@ -1,0 +1,1 @@
+"""The worker side: settings, the Celery app and per-process bootstrap."""
