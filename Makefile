@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: help install redis-binary test test-fast lint format demo bench clean compose-check
+.PHONY: help install redis-binary browser test test-fast lint format demo bench clean compose-check openapi api bench-producer bench-sources
 
 help:
 	@echo "make demo    set up, then tag sample photos end to end (starts and stops what it needs)"
@@ -24,7 +24,11 @@ install: $(STAMP)
 redis-binary:
 	@bash scripts/ensure-redis-server.sh
 
-test: install redis-binary
+# The dashboard test drives Debian's headless chromium (never `playwright install`).
+browser:
+	@bash scripts/ensure-chromium.sh
+
+test: install redis-binary browser
 	$(BIN)/python -m pytest
 
 test-fast: install
@@ -45,11 +49,27 @@ demo: install redis-binary
 bench: install redis-binary
 	$(BIN)/python -m bench
 
+# Producer: submit 1,000,000 URIs from a list file (URIs/s, peak RSS) -> docs/BENCHMARKS.md.
+bench-producer: install redis-binary
+	$(BIN)/python -m bench.producer
+
+# Worker images/s on the same photos from local disk, S3 (moto) and HTTP.
+bench-sources: install redis-binary
+	$(BIN)/python -m bench.sources
+
 clean:
 	rm -rf var .pytest_cache .ruff_cache .mypy_cache
+
+# Regenerate the committed OpenAPI spec (a unit test fails when it is stale).
+openapi: install
+	$(BIN)/python -m producer.api.openapi
+
+# The HTTP API and dashboard on http://127.0.0.1:8080/ (needs a reachable Redis).
+api: install
+	$(BIN)/bulktag api
 
 # Validate docker-compose.yml without a Docker engine (Debian's docker-compose package).
 compose-check:
 	@command -v docker-compose >/dev/null 2>&1 || { apt-get update -q && apt-get install -y -q docker-compose; }
-	REDIS_PASSWORD=ci-check docker-compose config -q
+	REDIS_PASSWORD=ci-check FLOWER_BASIC_AUTH=ci:check docker-compose config -q
 	@echo "docker-compose.yml is valid"

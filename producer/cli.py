@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from producer import cli_ops
 from tasks.errors import BulktagError
 from worker.settings import Settings
 
@@ -22,6 +23,19 @@ def _settings(args: argparse.Namespace) -> Settings:
     return Settings.from_env().with_overrides(redis_url=getattr(args, "redis_url", None))
 
 
+def _auto_int(value: str) -> int:
+    """``auto`` (0: let the worker size it from the core count) or a positive integer."""
+    if value.lower() == "auto":
+        return 0
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected 'auto' or a number, got {value!r}") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1 (or 'auto'), got {number}")
+    return number
+
+
 def cmd_worker(args: argparse.Namespace) -> int:
     from worker.run import start_worker
 
@@ -30,17 +44,31 @@ def cmd_worker(args: argparse.Namespace) -> int:
         threads=args.threads,
         batch_size=args.batch_size,
         weights=args.weights,
+        queue=args.queue,
+        metrics_port=args.metrics_port,
+        precision=args.precision,
+        decode=args.decode,
+        device=args.device,
     )
     start_worker(settings, hostname=args.hostname, loglevel=args.loglevel)
     return 0
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
-    from producer.progress import ProgressView, summary_line
+    from producer.progress import EnumerationView, ProgressView, summary_line
     from producer.submit import submit
 
     settings = _settings(args)
-    job = submit(args.sources, job=args.job, chunk_size=args.chunk_size, settings=settings)
+    with EnumerationView() as view:
+        job = submit(
+            args.sources,
+            job=args.job,
+            chunk_size=args.chunk_size,
+            settings=settings,
+            on_chunk=view.on_chunk,
+            max_queued=args.max_queued,
+            on_wait=view.on_wait,
+        )
     status = job.status()
     print(f"job {job.id}: {status.total} URIs enqueued in chunks of {status.chunk_size}")
     if not args.wait:
@@ -52,18 +80,29 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from producer.job import Job
+    from producer.health import health_lines, job_health
     from producer.progress import fmt_eta
+    from tasks.store import ResultStore, connect
+    from worker.app import create_app
 
-    st = Job.attach(args.job, _settings(args)).status()
+    settings = _settings(args)
+    st, health = job_health(
+        ResultStore(connect(settings.redis_url)),
+        create_app(settings),
+        args.job,
+        queue=settings.queue,
+        visibility_timeout=settings.visibility_timeout,
+        stall_after=args.stall_after,
+    )
     if args.json:
-        print(json.dumps(st.to_dict()))
+        print(json.dumps({**st.to_dict(), "health": health.to_dict()}))
         return 0
     rate = f"{st.rate:.2f} images/s" if st.rate else "-"
     print(f"job       {st.job}\nstate     {st.state}")
     print(f"total     {st.total}\nok        {st.ok}\nerror     {st.error}")
     print(f"deduped   {st.deduped}\npending   {st.pending}")
     print(f"rate      {rate}\nETA       {fmt_eta(st.eta_seconds)}")
+    print("\n".join(health_lines(health)))
     return 0
 
 
@@ -71,10 +110,17 @@ def cmd_results(args: argparse.Namespace) -> int:
     from producer.export import write_csv, write_jsonl
     from producer.job import Job
 
-    job = Job.attach(args.job, _settings(args))
+    settings = _settings(args)
+    job = Job.attach(cli_ops.results_job(args.job, args.model, settings), settings)
     writer = write_csv if args.format == "csv" else write_jsonl
     if args.output in (None, "-"):
         writer(job.results(), sys.stdout)
+    elif args.output.startswith("s3://"):
+        from producer.s3 import upload_export
+
+        kind = "text/csv" if args.format == "csv" else "application/x-ndjson"
+        n = upload_export(args.output, lambda out: writer(job.results(), out), settings, kind)
+        print(f"wrote {n} records to {args.output}", file=sys.stderr)
     else:
         with open(args.output, "w", encoding="utf-8", newline="") as out:
             n = writer(job.results(), out)
@@ -85,8 +131,36 @@ def cmd_results(args: argparse.Namespace) -> int:
 def cmd_cancel(args: argparse.Namespace) -> int:
     from producer.job import Job
 
-    Job.attach(args.job, _settings(args)).cancel()
-    print(f"job {args.job} cancelled")
+    prior = Job.attach(args.job, _settings(args)).cancel()
+    if prior in ("done", "cancelled"):
+        print(f"job {args.job} is already {prior}; nothing to cancel")
+    else:
+        print(f"job {args.job} cancelled: chunks not yet started are skipped")
+    return 0
+
+
+def cmd_retry(args: argparse.Namespace) -> int:
+    from producer.job import Job
+    from producer.progress import ProgressView, summary_line
+    from producer.resubmit import retry_job
+
+    settings = _settings(args)
+    rep = retry_job(
+        args.job,
+        errors=args.errors,
+        pending=args.pending,
+        chunk_size=args.chunk_size,
+        settings=settings,
+    )
+    print(
+        f"job {rep.job} retry round {rep.round}: {rep.errors} error records reopened, "
+        f"{rep.pending} pending URIs re-enqueued, in {rep.chunks} chunks"
+    )
+    if not args.wait:
+        return 0
+    with ProgressView() as on_progress:
+        status = Job.attach(args.job, settings).wait(on_progress=on_progress)
+    print(summary_line(status))
     return 0
 
 
@@ -109,6 +183,13 @@ def cmd_workers(args: argparse.Namespace) -> int:
     else:
         for name, fields in stats.items():
             print(name, " ".join(f"{k}={v}" for k, v in sorted(fields.items())))
+    return 0
+
+
+def cmd_api(args: argparse.Namespace) -> int:
+    from producer.api import serve
+
+    serve(args.host, args.port, _settings(args))
     return 0
 
 
@@ -143,12 +224,29 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("worker", help="run a worker: one preloaded ResNet-18 per process")
-    p.add_argument("--concurrency", type=int, help="worker processes (default: auto)")
-    p.add_argument("--threads", type=int, help="torch threads per process (default: auto)")
-    p.add_argument("--batch-size", type=int, help="images per forward pass (default 32)")
+    p.add_argument(
+        "--concurrency", type=_auto_int, help="worker processes (default auto: one per core)"
+    )
+    p.add_argument(
+        "--threads", type=_auto_int, help="CPU threads per process (default auto: cores/processes)"
+    )
+    p.add_argument("--batch-size", type=int, help="most images per forward pass (default 32)")
+    p.add_argument(
+        "--precision",
+        choices=["fp32", "bf16", "fp16"],
+        help="fp32 (default, reference-exact), bf16 (CPU autocast), fp16 (cuda only)",
+    )
+    p.add_argument(
+        "--decode",
+        choices=["exact", "fast"],
+        help="exact (default, reference preprocessing) or fast (JPEG DCT scaling)",
+    )
+    p.add_argument("--device", choices=["cpu", "cuda"], help="cpu (default) or cuda")
     p.add_argument("--weights", type=Path, help="checkpoint path (env BULKTAG_WEIGHTS)")
     p.add_argument("--hostname", help="Celery node name (default bulktag@HOST)")
     p.add_argument("--loglevel", default="info", help="log level (default info)")
+    p.add_argument("--queue", help="queue to consume (env BULKTAG_QUEUE; default bulktag)")
+    p.add_argument("--metrics-port", type=int, help="Prometheus port (default 9808; 0 = off)")
     p.set_defaults(func=cmd_worker)
 
     p = sub.add_parser("submit", help="enqueue images: folders, files, @list.txt, - (stdin)")
@@ -158,22 +256,44 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--wait", action="store_true", help="show progress until the job is done")
     p.add_argument("--timeout", type=float, help="with --wait: give up after SECONDS")
     p.add_argument("--strict", action="store_true", help="with --wait: exit 1 if any URI failed")
+    p.add_argument(
+        "--max-queued",
+        type=int,
+        metavar="N",
+        help="backpressure: wait while N chunks are queued (env BULKTAG_MAX_QUEUED; 0 = no cap)",
+    )
     p.set_defaults(func=cmd_submit)
 
     p = sub.add_parser("status", help="a job's progress")
     p.add_argument("job")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument(
+        "--stall-after",
+        type=float,
+        default=120.0,
+        metavar="SECONDS",
+        help="no new result for this long: judge the job slow or stuck (default 120)",
+    )
     p.set_defaults(func=cmd_status)
 
     p = sub.add_parser("results", help="export a job's records")
     p.add_argument("job")
     p.add_argument("--format", choices=["jsonl", "csv"], default="jsonl")
-    p.add_argument("-o", "--output", help="file to write (default stdout)")
+    p.add_argument("-o", "--output", help="file or s3://bucket/key to write (default stdout)")
+    p.add_argument("--model", help="records by this model id (default: the current model)")
     p.set_defaults(func=cmd_results)
 
     p = sub.add_parser("cancel", help="stop a job: chunks not yet started are skipped")
     p.add_argument("job")
     p.set_defaults(func=cmd_cancel)
+
+    p = sub.add_parser("retry", help="enqueue a job's failed (--errors) or pending URIs again")
+    p.add_argument("job")
+    p.add_argument("--errors", action="store_true", help="URIs that ended as error")
+    p.add_argument("--pending", action="store_true", help="URIs with no record (lost messages)")
+    p.add_argument("--chunk-size", type=int, help="URIs per task (default: the job's)")
+    p.add_argument("--wait", action="store_true", help="show progress until the job is done")
+    p.set_defaults(func=cmd_retry)
 
     p = sub.add_parser("jobs", help="recent jobs")
     p.add_argument("--limit", type=int, default=20)
@@ -182,6 +302,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("workers", help="per-process worker counters (loads, forwards, chunks)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_workers)
+
+    p = sub.add_parser("api", help="serve the HTTP API and web dashboard (uvicorn)")
+    p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8080, help="port (default 8080)")
+    p.set_defaults(func=cmd_api)
 
     p = sub.add_parser("weights", help="get, import, create or inspect model checkpoints")
     wsub = p.add_subparsers(dest="weights_cmd", required=True, metavar="ACTION")
@@ -196,6 +321,7 @@ def build_parser() -> argparse.ArgumentParser:
     w = wsub.add_parser("show", help="print a checkpoint's model id and metadata")
     w.add_argument("-o", "--output", help="checkpoint path (default BULKTAG_WEIGHTS)")
     p.set_defaults(func=cmd_weights)
+    cli_ops.add_commands(sub)  # beat, schedule, reprocess, models
     return parser
 
 

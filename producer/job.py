@@ -65,6 +65,10 @@ class Job:
             elif include_pending:
                 yield {"uri": uri, "status": "pending"}
 
-    def cancel(self) -> None:
-        """Stop the job: chunks not yet started are skipped by workers."""
-        self.store.cancel_job(self.id)
+    def cancel(self) -> str:
+        """Stop the job: chunks not yet started are skipped by workers.
+
+        Returns:
+            The state the job was in; a done or cancelled job is left as it is.
+        """
+        return self.store.cancel_job(self.id)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TextIO
 
 from tasks.errors import ConfigError
+from worker.settings import Settings
 
 IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".jpe", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff"}
@@ -66,11 +67,17 @@ def normalise(uri: str) -> str:
     return str(Path(uri).expanduser().absolute())
 
 
-def iter_source(source: str, stdin: TextIO | None = None) -> Iterator[str]:
+def iter_source(
+    source: str, stdin: TextIO | None = None, settings: Settings | None = None
+) -> Iterator[str]:
     """The URIs one command-line source names.
 
+    An ``s3://`` source is listed as a prefix (see ``producer.s3.iter_s3_source``);
+    ``settings`` supply its endpoint (default: from the environment).
+
     Raises:
-        ConfigError: a local path or list file that does not exist.
+        ConfigError: a local path or list file that does not exist, or an S3 prefix
+            that cannot be listed.
     """
     if source == "-":
         yield from read_list(stdin or sys.stdin)
@@ -81,6 +88,11 @@ def iter_source(source: str, stdin: TextIO | None = None) -> Iterator[str]:
             raise ConfigError(f"URI list file not found: {list_path}")
         with open(list_path, encoding="utf-8") as fh:
             yield from read_list(fh)
+        return
+    if source.startswith("s3://"):
+        from producer.s3 import iter_s3_source  # boto3 only when S3 is used
+
+        yield from iter_s3_source(source, settings or Settings.from_env())
         return
     if source.startswith(REMOTE_SCHEMES):
         yield source
@@ -94,6 +106,8 @@ def iter_source(source: str, stdin: TextIO | None = None) -> Iterator[str]:
         raise ConfigError(f"no such file or directory: {source}")
 
 
-def iter_sources(sources: Iterable[str], stdin: TextIO | None = None) -> Iterator[str]:
+def iter_sources(
+    sources: Iterable[str], stdin: TextIO | None = None, settings: Settings | None = None
+) -> Iterator[str]:
     for source in sources:
-        yield from iter_source(source, stdin)
+        yield from iter_source(source, stdin, settings)

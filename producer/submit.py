@@ -2,6 +2,12 @@
 
 Tasks are sent by *name* (``bulktag.tag_chunk``) so the producer never imports
 torch or the task code.
+
+At scale (millions of URIs) the producer holds one publish batch in memory at a
+time: about ``PUBLISH_BATCH_URIS`` URIs, split into chunks. Each batch costs two
+Redis round trips, one MULTI for the job's bookkeeping and one pipeline of chunk
+messages (kombu's ``Producer.batch``), instead of two per chunk. The bookkeeping
+goes first so a worker never sees a chunk the job does not count yet.
 """
 
 from __future__ import annotations
@@ -10,7 +16,9 @@ import secrets
 import time
 from collections.abc import Callable, Iterable, Iterator
 from itertools import islice
+from typing import Any, TypeVar
 
+from producer.backpressure import QueueGate
 from producer.job import Job
 from producer.sources import iter_sources
 from tasks.errors import ConfigError
@@ -18,13 +26,20 @@ from tasks.store import ResultStore, connect
 from worker.app import TASK_TAG_CHUNK, create_app
 from worker.settings import Settings
 
+# URIs per publish batch: big enough that round trips stop mattering (~30 chunks of
+# 32), small enough that a slow source (an S3 listing, a pipe) still flows steadily.
+PUBLISH_BATCH_URIS = 1024
+
+T = TypeVar("T")
+
 
 def new_job_id() -> str:
     return time.strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
 
 
-def chunked(uris: Iterable[str], size: int) -> Iterator[list[str]]:
-    it = iter(uris)
+def chunked(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    """Lists of ``size`` consecutive items (the last may be shorter), streamed."""
+    it = iter(items)
     while chunk := list(islice(it, size)):
         yield chunk
 
@@ -36,6 +51,9 @@ def submit(
     chunk_size: int | None = None,
     settings: Settings | None = None,
     on_chunk: Callable[[int], None] | None = None,
+    max_queued: int | None = None,
+    on_wait: Callable[[int], None] | None = None,
+    uris: Iterable[str] | None = None,
 ) -> Job:
     """Enqueue every URI that ``sources`` name as job ``job``; return its handle.
 
@@ -44,16 +62,25 @@ def submit(
         job: the job id (default: a new timestamped id). Must not exist yet.
         chunk_size: URIs per task (default ``BULKTAG_CHUNK_SIZE``).
         settings: explicit settings (default: from the environment).
-        on_chunk: called with the running total after each chunk is enqueued.
+        on_chunk: called with the running total after each publish batch is enqueued.
+        max_queued: most chunk messages allowed to wait in the broker queue; the
+            producer sleeps while it is full (default ``BULKTAG_MAX_QUEUED``; 0 = no cap).
+        on_wait: called with the queue length whenever backpressure makes it wait.
+        uris: URIs already resolved (reprocess, scheduled runs): enqueued as they are,
+            and ``sources`` only labels the job.
 
     Raises:
-        ConfigError: the job exists, a source is missing, or nothing was found.
+        ConfigError: the job exists, a source is missing, nothing was found, or the
+            job was cancelled while it was being submitted.
         StoreUnavailable: Redis cannot be reached.
     """
     settings = settings or Settings.from_env()
     size = chunk_size or settings.chunk_size
     if size < 1:
         raise ConfigError("chunk size must be >= 1")
+    cap = settings.max_queued if max_queued is None else max_queued
+    if cap < 0:
+        raise ConfigError(f"max queued must be >= 0 (0 = no cap), got {cap}")
     if isinstance(sources, str):
         sources = [sources]
     sources = list(sources)
@@ -62,23 +89,30 @@ def submit(
     if not store.create_job(job_id, size, " ".join(sources)[:500]):
         raise ConfigError(f"job {job_id!r} already exists; pick another --job name")
     app = create_app(settings)
+    per_batch = max(1, PUBLISH_BATCH_URIS // size)
+    gate = None
+    if cap:
+        per_batch = min(per_batch, cap)  # a batch must fit under the cap by itself
+        gate = QueueGate(store.r, settings.queue, cap, on_wait=on_wait)
     total = 0
     try:
         with app.producer_or_acquire() as producer:
-            for chunk in chunked(iter_sources(sources), size):
+            stream = iter_sources(sources, settings=settings) if uris is None else uris
+            for batch in chunked(chunked(stream, size), per_batch):
+                if gate is not None:
+                    gate.wait_for_room(len(batch))
                 pipe = store.r.pipeline(transaction=True)
-                store.add_chunk(pipe, job_id, chunk)
+                for chunk in batch:
+                    store.add_chunk(pipe, job_id, chunk)
                 pipe.execute()
-                items = [[total + i, uri] for i, uri in enumerate(chunk)]
-                app.send_task(
-                    TASK_TAG_CHUNK,
-                    args=[job_id, items, {}],
-                    queue=settings.queue,
-                    producer=producer,
-                )
-                total += len(chunk)
+                with producer.batch(max_size=len(batch)):
+                    for chunk in batch:
+                        _send_chunk(app, producer, settings.queue, job_id, total, chunk)
+                        total += len(chunk)
                 if on_chunk:
                     on_chunk(total)
+                if store.job_state(job_id) == "cancelled":
+                    raise ConfigError(f"job {job_id} was cancelled; stopped after {total} URIs")
     except BaseException:
         if total == 0:
             store.delete_job(job_id)
@@ -88,3 +122,20 @@ def submit(
         raise ConfigError(f"no images found in {' '.join(sources)}")
     store.finish_enumeration(job_id)
     return Job(job_id, store)
+
+
+def _send_chunk(
+    app: Any, producer: Any, queue: str, job_id: str, first: int, chunk: list[str]
+) -> None:
+    """Publish one ``bulktag.tag_chunk`` message by name (contract v1)."""
+    items = [[first + i, uri] for i, uri in enumerate(chunk)]
+    app.send_task(
+        TASK_TAG_CHUNK,
+        args=[job_id, items, {}],
+        queue=queue,
+        producer=producer,
+        # Celery would otherwise saferepr() the whole item list into a header for
+        # monitoring, which costs more than the rest of the publish put together.
+        argsrepr=f"[{job_id!r}, <items {first}..{first + len(chunk) - 1}>, {{}}]",
+        kwargsrepr="{}",
+    )

@@ -8,6 +8,7 @@ itself rather than re-implementing it, so agreement is by construction.
 from __future__ import annotations
 
 import io
+import re
 import warnings
 from functools import cache
 from typing import TYPE_CHECKING
@@ -21,8 +22,19 @@ if TYPE_CHECKING:
     from torch import nn
 
 
-def decode_image(data: bytes, max_pixels: int) -> Image.Image:
+def decode_image(data: bytes, max_pixels: int, *, draft: int | None = None) -> Image.Image:
     """Decode ``data`` to an RGB PIL image, EXIF orientation applied.
+
+    The pixels are the reference's (``exif_transpose(img).convert("RGB")``) without its
+    two full-size copies: ``exif_transpose`` copies even an upright image and
+    ``convert`` copies an RGB one, which on a 12 MP photo costs more than the decode.
+
+    Args:
+        data: the file's bytes.
+        max_pixels: refuse images with more pixels than this (before decoding them).
+        draft: if set, let a JPEG decode at 1/2, 1/4 or 1/8 scale (libjpeg DCT scaling)
+            while both sides stay at least ``draft`` pixels: much cheaper for big
+            photos, but not the reference's pixels (the ``fast`` decode mode only).
 
     Raises:
         DecodeError: empty, not an image, truncated or corrupt.
@@ -38,16 +50,26 @@ def decode_image(data: bytes, max_pixels: int) -> Image.Image:
                 f"image is {width}x{height} = {width * height} pixels, over the "
                 f"{max_pixels}-pixel limit (possible decompression bomb)"
             )
+        if draft and img.format == "JPEG":
+            img.draft(img.mode, (draft, draft))
         img.load()
-        oriented: Image.Image = ImageOps.exif_transpose(img)
+        ImageOps.exif_transpose(img, in_place=True)  # a no-op, not a copy, when upright
+        oriented: Image.Image = img
+        if oriented.mode.startswith("I;16"):
+            oriented = _sixteen_to_eight_bits(oriented)
         if oriented.mode == "P" and "transparency" in oriented.info:
             # Pillow warns converting such palettes straight to RGB
             oriented = oriented.convert("RGBA")
-        return oriented.convert("RGB")
+        return oriented if oriented.mode == "RGB" else oriented.convert("RGB")
     except TooLarge:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise TooLarge(f"decompression bomb refused: {exc}") from None
+        # Pillow refuses at open, before our own check: keep one wording for both.
+        found = re.search(r"\((\d+) pixels\)", str(exc))
+        count = f"{found.group(1)} pixels, " if found else ""
+        raise TooLarge(
+            f"image is {count}over the {max_pixels}-pixel limit (possible decompression bomb)"
+        ) from None
     except UnidentifiedImageError:
         raise DecodeError(f"not a recognised image format ({_sniff(data)})") from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
@@ -65,7 +87,56 @@ def configure_limits(max_pixels: int) -> None:
     warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
 
+def _sixteen_to_eight_bits(img: Image.Image) -> Image.Image:
+    """16-bit greyscale scaled to 8 bits (v >> 8).
+
+    Pillow's own ``convert`` clips 16-bit values at 255, which turns almost every
+    16-bit photo into a white square and would tag it as one. This is the one place
+    bulktag deliberately differs from the plain ``convert("RGB")`` reference.
+    """
+    import numpy as np
+
+    return Image.fromarray((np.asarray(img) >> 8).astype(np.uint8), "L")
+
+
+# The short side IMAGENET1K_V1.transforms() resizes to (a unit test pins it to the preset).
+PRESET_RESIZE = 256
+
+
+def check_resize_budget(size: tuple[int, int], max_pixels: int) -> None:
+    """Refuse images whose *preprocessing* would exceed ``max_pixels``.
+
+    The preset resizes the short side to 256 before cropping, on the full image: a
+    1x60000 sliver (a 300-byte PNG) would become 256x15,360,000 and take ~16 GB and
+    over a minute of one core. The pixel limit must hold after that resize too.
+
+    Raises:
+        TooLarge: the resized image would be over the limit.
+    """
+    short, long = sorted(size)
+    target = PRESET_RESIZE
+    resized_long = -(-target * long // max(short, 1))
+    if target * resized_long > max_pixels:
+        raise TooLarge(
+            f"extreme aspect ratio: {size[0]}x{size[1]} would be resized to "
+            f"{target}x{resized_long} pixels, over the {max_pixels}-pixel limit"
+        )
+
+
+# Magic numbers of formats Pillow reads, to name a file that is one but will not open.
+_SIGNATURES = (
+    (b"\x89PNG\r\n\x1a\n", "PNG"),
+    (b"\xff\xd8\xff", "JPEG"),
+    (b"GIF8", "GIF"),
+    (b"II*\x00", "TIFF"),
+    (b"MM\x00*", "TIFF"),
+)
+
+
 def _sniff(data: bytes) -> str:
+    for magic, name in _SIGNATURES:
+        if data.startswith(magic):
+            return f"starts like a {name} file but holds no readable image (truncated?)"
     head = data[:64].lstrip().lower()
     if head.startswith((b"<!doctype html", b"<html")):
         return "looks like HTML"
@@ -88,4 +159,11 @@ def preprocess(img: Image.Image) -> torch.Tensor:
 
 
 def decode_and_preprocess(data: bytes, max_pixels: int) -> torch.Tensor:
-    return preprocess(decode_image(data, max_pixels))
+    """Decode and preprocess ``data`` with every limit applied.
+
+    Raises:
+        DecodeError, TooLarge: as ``decode_image`` and ``check_resize_budget``.
+    """
+    img = decode_image(data, max_pixels)
+    check_resize_budget(img.size, max_pixels)
+    return preprocess(img)

@@ -2,7 +2,8 @@
 
 Local paths and ``file://`` URIs are read only from the operator's allowed roots
 (``BULKTAG_ALLOWED_ROOTS``), after resolving ``..`` and symlinks, and never past the
-byte cap. Other schemes are registered in ``FETCHERS``.
+byte cap. Other schemes are registered in ``FETCHERS``: ``s3://`` (``tasks.fetch_s3``)
+and ``http(s)://`` (``tasks.fetch_http``), each retrying its own transient faults.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from tasks.errors import NotAllowed, NotFound, PermanentUriError, TooLarge, UnsupportedUri
+from tasks.fetch_http import fetch_http
+from tasks.fetch_s3 import fetch_s3
 from worker.settings import Settings
 
 Fetch = Callable[[str, Settings], bytes]
@@ -70,7 +73,13 @@ def fetch_local(uri: str, settings: Settings) -> bytes:
     return data
 
 
-FETCHERS: dict[str, Fetch] = {"": fetch_local, "file": fetch_local}
+FETCHERS: dict[str, Fetch] = {
+    "": fetch_local,
+    "file": fetch_local,
+    "s3": fetch_s3,
+    "http": fetch_http,
+    "https": fetch_http,
+}
 
 
 def scheme_of(uri: str) -> str:
@@ -89,6 +98,7 @@ def fetch_bytes(uri: str, settings: Settings) -> bytes:
     fetch = FETCHERS.get(scheme_of(uri))
     if fetch is None:
         raise UnsupportedUri(
-            f"unsupported URI scheme {scheme_of(uri)!r} (supported: local paths, file://)"
+            f"unsupported URI scheme {scheme_of(uri)!r} "
+            "(supported: local paths, file://, s3://, http://, https://)"
         )
     return fetch(uri, settings)

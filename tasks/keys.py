@@ -36,3 +36,56 @@ def worker(hostname: str, pid: int) -> str:
 def workers() -> str:
     """Set: keys of every worker process hash ever registered."""
     return f"{PREFIX}:workers"
+
+
+def broker_queue(queue: str) -> str:
+    """List: a Celery queue's waiting messages; kombu's Redis transport names it after the queue.
+
+    Only priority 0 lives under the bare name; bulktag sends no priorities.
+    """
+    return queue
+
+
+def broker_unacked() -> str:
+    """Hash: kombu's messages delivered to a worker and not yet acknowledged (all queues)."""
+    return "unacked"
+
+
+def job_deliveries(job_id: str) -> str:
+    """Hash: chunk id -> times a worker started it (poison-chunk detection, tasks.chunks)."""
+    return f"{PREFIX}:job:{job_id}:deliveries"
+
+
+def job_in_flight(job_id: str) -> str:
+    """Hash: chunk id -> JSON {host, pid, started_at, uris} while a worker runs it."""
+    return f"{PREFIX}:job:{job_id}:inflight"
+
+
+def models() -> str:
+    """Sorted set: model ids, scored by when a worker process last loaded one."""
+    return f"{PREFIX}:models"
+
+
+def job_versions(root_job_id: str) -> str:
+    """Hash: model id -> id of the job holding that model's records of ``root_job_id``."""
+    return f"{PREFIX}:job:{root_job_id}:versions"
+
+
+def source_index(schedule: str) -> str:
+    """Hash: uri -> "fingerprint model_id" of what a schedule's runs have tagged ok."""
+    return f"{PREFIX}:index:{schedule}"
+
+
+def job_fingerprints(job_id: str) -> str:
+    """Hash: uri -> fingerprint seen when a scheduled job was enumerated (until folded)."""
+    return f"{PREFIX}:job:{job_id}:fingerprints"
+
+
+def schedule_state(schedule: str) -> str:
+    """Hash: a schedule's last run (job, time, counts) and whether it is folded in."""
+    return f"{PREFIX}:schedule:{schedule}"
+
+
+def schedule_lock(schedule: str) -> str:
+    """String with a TTL: held while one run of the schedule enumerates its sources."""
+    return f"{PREFIX}:schedule:{schedule}:lock"

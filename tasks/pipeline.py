@@ -16,11 +16,12 @@ from typing import Any
 
 import torch
 
-from tasks.decode import decode_and_preprocess
+from tasks import lanes
 from tasks.errors import UriError
 from tasks.inference import Tagger
 from tasks.records import Label, Record
 from tasks.store import ResultStore
+from worker import metrics
 from worker.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -91,24 +92,27 @@ def tag_items(
     known = store.cached_top3(model, list(first_data))
     todo = [h for h in first_data if h not in known]
 
-    # 4. decode + preprocess the unique unknown contents concurrently.
-    limit = settings.max_pixels
-    decoded = list(pool.map(lambda h: _safely(decode_and_preprocess, first_data[h], limit), todo))
-    first_data.clear()  # raw bytes no longer needed; free them before the forward
-    failures: dict[str, BaseException] = {}
-    ready: list[tuple[str, torch.Tensor]] = []
-    for h, result in zip(todo, decoded, strict=True):
-        if isinstance(result, BaseException):
-            failures[h] = result
-        else:
-            ready.append((h, result))
+    # 4+5. decode and forward the unique unknown contents on parallel lanes: one lane's
+    # forward overlaps another's decode (tasks.lanes).
+    contents = [(h, first_data[h]) for h in todo]
+    first_data.clear()  # each content's bytes now live in ``contents`` only
 
-    # 5. batched forward over unique new content only.
-    fresh: dict[str, Top3] = {}
-    for start in range(0, len(ready), settings.batch_size):
-        batch = ready[start : start + settings.batch_size]
-        for (h, _), top in zip(batch, tagger.top3([t for _, t in batch]), strict=True):
-            fresh[h] = top
+    def forward(batch: torch.Tensor) -> list[Top3]:
+        # timed_forward needs len(images) only, which a batch tensor has.
+        return metrics.timed_forward(tagger.top3_batch, batch)
+
+    fresh, failures = lanes.tag_contents(
+        contents,
+        tagger=tagger,
+        pool=pool,
+        lanes=settings.effective_decode_threads,
+        batch_size=settings.batch_size,
+        max_pixels=settings.max_pixels,
+        decode=tagger.decode,
+        forward=forward,
+        guard=_safely,
+    )
+    del contents
     report.forwarded = len(fresh)
     store.cache_top3(model, fresh)
 
@@ -117,10 +121,12 @@ def tag_items(
     charged: set[str] = set()  # hashes whose forward pass is attributed to one URI
     for (index, uri), data, digest in zip(items, fetched, hashes, strict=True):
         if digest is None:
+            metrics.count_error(data)
             rec = Record(uri, None, "error", reason(data), None, model)
             outcomes.append((index, rec, False))
             continue
         if digest in failures:
+            metrics.count_error(failures[digest])
             rec = Record(uri, digest, "error", reason(failures[digest]), None, model)
             outcomes.append((index, rec, False))
             continue
@@ -142,5 +148,6 @@ def fail_all(
 ) -> tuple[list[Outcome], ChunkReport]:
     """Error outcomes for every item of a chunk that failed as a whole."""
     why = reason(exc)
+    metrics.count_error(exc, len(items))
     outcomes = [(i, Record(uri, None, "error", why, None, model_id), False) for i, uri in items]
     return outcomes, ChunkReport(uris=len(items), error=len(items))

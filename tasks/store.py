@@ -13,8 +13,10 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import redis
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.retry import Retry
 
-from tasks import keys
+from tasks import keys, sentinel
 from tasks.errors import JobNotFound, StoreUnavailable
 from tasks.records import JobStatus, Record
 
@@ -53,19 +55,84 @@ return 1
 """
 
 
-def connect(url: str) -> redis.Redis:
+# KEYS: job hash. ARGV: now. Cancels a job that is still going; returns the prior state.
+_CANCEL_LUA = """
+local state = redis.call('HGET', KEYS[1], 'state')
+if state == 'enumerating' or state == 'running' then
+  redis.call('HSET', KEYS[1], 'state', 'cancelled', 'finished_at', ARGV[1])
+end
+return state
+"""
+
+# KEYS: job hash, records hash. ARGV: index * n. Reopens error records for a retry:
+# each listed record that is an error is deleted and un-counted, in one atomic step,
+# so ok + error + pending == total holds at every instant. The retried URI is pending
+# again until a worker writes its new record through _RECORD_LUA's HSETNX, which is
+# therefore still the only way a record is ever written. A finished job runs again.
+_REOPEN_ERRORS_LUA = """
+local n = 0
+for i = 1, #ARGV do
+  local raw = redis.call('HGET', KEYS[2], ARGV[i])
+  if raw and cjson.decode(raw)['status'] == 'error' then
+    redis.call('HDEL', KEYS[2], ARGV[i])
+    n = n + 1
+  end
+end
+if n > 0 then
+  redis.call('HINCRBY', KEYS[1], 'error', -n)
+  if redis.call('HGET', KEYS[1], 'state') == 'done' then
+    redis.call('HSET', KEYS[1], 'state', 'running')
+    redis.call('HDEL', KEYS[1], 'finished_at')
+  end
+end
+return n
+"""
+
+# Worker clients ride out a Redis restart or failover: each command is retried with
+# exponential backoff and full jitter, ~20-30 s in all, before the fault reaches the
+# task (which then ends the chunk's URIs as errors or leaves it to be redelivered).
+STORE_RETRIES = 10
+STORE_RETRY_CAP = 5.0  # seconds: the longest single wait
+STORE_SOCKET_TIMEOUT = 30.0  # seconds: a hung (not dead) Redis must not hang a chunk forever
+
+
+def connect(url: str, *, patient: bool = False) -> redis.Redis:
     """A Redis client for ``url`` that answers with str, checked with a PING.
+
+    Args:
+        url: ``redis://`` or ``rediss://`` (TLS) URL, password included if any.
+        patient: retry dropped connections and timeouts for ~30 s (workers), instead of
+            redis-py's short default (CLI commands, which should fail fast).
 
     Raises:
         StoreUnavailable: Redis cannot be reached or refuses us.
     """
-    client = redis.Redis.from_url(url, decode_responses=True, socket_connect_timeout=5)
+    extra: dict[str, Any] = {}
+    if patient:
+        extra = {
+            "retry": Retry(
+                ExponentialWithJitterBackoff(cap=STORE_RETRY_CAP, base=0.1), STORE_RETRIES
+            ),
+            "retry_on_error": [redis.ConnectionError, redis.TimeoutError],
+            "socket_timeout": STORE_SOCKET_TIMEOUT,
+        }
+    if sentinel.is_sentinel(url):  # HA Redis: follow the sentinels' master (tasks/sentinel.py)
+        client = sentinel.master_client(
+            url, decode_responses=True, socket_connect_timeout=5, **extra
+        )
+    else:
+        client = redis.Redis.from_url(url, decode_responses=True, socket_connect_timeout=5, **extra)
     try:
         client.ping()
+    except redis.AuthenticationError as exc:  # a ConnectionError subclass: test it first
+        if "@" not in url:
+            raise StoreUnavailable(
+                f"Redis at {_safe_url(url)} requires a password: put it in the URL "
+                "(redis://:PASSWORD@host:port/0)"
+            ) from exc
+        raise StoreUnavailable(f"Redis at {_safe_url(url)} refused our password: {exc}") from exc
     except (redis.ConnectionError, redis.TimeoutError) as exc:
         raise StoreUnavailable(f"cannot reach Redis at {_safe_url(url)}: {exc}") from exc
-    except redis.AuthenticationError as exc:
-        raise StoreUnavailable(f"Redis at {_safe_url(url)} refused our password: {exc}") from exc
     except redis.ResponseError as exc:
         raise StoreUnavailable(f"Redis at {_safe_url(url)} answered: {exc}") from exc
     return client
@@ -86,6 +153,8 @@ class ResultStore:
         self.r = client
         self._record = client.register_script(_RECORD_LUA)
         self._finish_enum = client.register_script(_FINISH_ENUM_LUA)
+        self._cancel = client.register_script(_CANCEL_LUA)
+        self._reopen_errors = client.register_script(_REOPEN_ERRORS_LUA)
 
     # -- jobs --------------------------------------------------------------------------
     def create_job(self, job_id: str, chunk_size: int, source: str) -> bool:
@@ -121,12 +190,43 @@ class ResultStore:
         self._finish_enum(keys=[keys.job(job_id)], args=[time.time()])
 
     def delete_job(self, job_id: str) -> None:
-        self.r.delete(keys.job(job_id), keys.job_uris(job_id), keys.job_records(job_id))
+        self.r.delete(
+            keys.job(job_id),
+            keys.job_uris(job_id),
+            keys.job_records(job_id),
+            keys.job_deliveries(job_id),
+            keys.job_in_flight(job_id),
+        )
         self.r.zrem(keys.jobs(), job_id)
 
-    def cancel_job(self, job_id: str) -> None:
+    def cancel_job(self, job_id: str) -> str:
+        """Cancel the job if it is still going; return the state it was in.
+
+        Workers skip the chunks of a cancelled job that they have not started; chunks
+        already running finish and keep their records. A job that is already done or
+        cancelled is left as it is.
+
+        Raises:
+            JobNotFound: no such job.
+        """
         self.status(job_id)  # raises JobNotFound
-        self.r.hset(keys.job(job_id), mapping={"state": "cancelled", "finished_at": time.time()})
+        return str(self._cancel(keys=[keys.job(job_id)], args=[time.time()]))
+
+    def begin_retry_round(self, job_id: str) -> int:
+        """Number the next retry of this job's URIs (1, 2, ...): it keys fresh chunk ids."""
+        return int(self.r.hincrby(keys.job(job_id), "retry_round", 1))
+
+    def reopen_errors(self, job_id: str, indices: Sequence[int]) -> int:
+        """Atomically delete and un-count the error records at ``indices`` (see the Lua).
+
+        Returns:
+            How many records were reopened (indices without an error record are skipped).
+        """
+        if not indices:
+            return 0
+        args = [str(i) for i in indices]
+        keys_ = [keys.job(job_id), keys.job_records(job_id)]
+        return int(self._reopen_errors(keys=keys_, args=args))
 
     def job_state(self, job_id: str) -> str | None:
         return self.r.hget(keys.job(job_id), "state")  # type: ignore[return-value]
@@ -140,6 +240,25 @@ class ResultStore:
 
     def list_jobs(self, limit: int = 50) -> list[str]:
         return list(self.r.zrevrange(keys.jobs(), 0, limit - 1))  # type: ignore[arg-type]
+
+    def job_uri(self, job_id: str, index: int) -> str | None:
+        """The URI at ``index`` of the job (None past its end): how the API ties a
+        thumbnail request to a URI that belongs to the job and to nothing else."""
+        if index < 0:
+            return None
+        return self.r.lindex(keys.job_uris(job_id), index)  # type: ignore[return-value]
+
+    def iter_uris(self, job_id: str, batch: int = 1000) -> Iterator[str]:
+        """The job's URIs in submission order, ``batch`` at a time (reprocess)."""
+        for start in range(0, self.status(job_id).total, batch):
+            yield from self.r.lrange(keys.job_uris(job_id), start, start + batch - 1)  # type: ignore[misc]
+
+    def annotate_job(self, job_id: str, **fields: str) -> None:
+        """Add descriptive fields to the job hash (``reprocess_of``, ``schedule``, ``model``)."""
+        self.r.hset(keys.job(job_id), mapping=fields)  # type: ignore[arg-type]
+
+    def job_field(self, job_id: str, name: str) -> str | None:
+        return self.r.hget(keys.job(job_id), name)  # type: ignore[return-value]
 
     # -- records -----------------------------------------------------------------------
     def record_outcomes(self, job_id: str, outcomes: Iterable[tuple[int, Record, bool]]) -> None:

@@ -3,28 +3,44 @@
 Task contract v1 (``bulktag.tag_chunk``), JSON:
     args = [job_id: str, items: [[index: int, uri: str], ...], options: {} | null]
 The task writes one record per item to the results store and returns a small summary.
+``options`` may carry ``round`` (int, set by ``bulktag retry``) and ``split`` (bool, a
+URI re-enqueued alone out of a poison chunk); both only rename the chunk's ledger entry.
+
+No URI may vanish (docs/RELIABILITY.md): a chunk ends with its records written, or
+goes back to the queue. Redis faults are first retried inside the client (``connect(...,
+patient=True)``); if Redis stays away, the chunk's URIs end as ``error`` when the store
+takes that write, else the message is requeued. Celery's own retry is not used: it
+publishes a copy and acks the original, and publishing fails exactly when Redis is down.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import time
 from concurrent.futures import ThreadPoolExecutor
 from functools import cache
 from typing import Any
 
 import redis
+from celery.exceptions import Reject
+from kombu.exceptions import OperationalError
 
-from tasks import inference, pipeline
+from tasks import fault_injection, inference, pipeline, poison
+from tasks.chunks import ChunkLedger, chunk_id
+from tasks.errors import StoreUnavailable, TransientUriError
 from tasks.fetch import fetch_bytes
 from tasks.store import ResultStore, connect
-from worker import bootstrap
+from worker import bootstrap, metrics
 from worker.app import TASK_TAG_CHUNK, app
 from worker.settings import Settings
 
 log = logging.getLogger("bulktag.tasks")
 
 CONTRACT_VERSION = 1
+
+# Faults of the results store/broker itself, as opposed to faults of one URI.
+STORE_FAULTS = (redis.ConnectionError, redis.TimeoutError, StoreUnavailable)
 
 
 @cache
@@ -34,7 +50,12 @@ def _settings() -> Settings:
 
 @cache
 def _store() -> ResultStore:
-    return ResultStore(connect(_settings().redis_url))
+    return ResultStore(connect(_settings().redis_url, patient=True))
+
+
+@cache
+def _ledger() -> ChunkLedger:
+    return ChunkLedger(_store().r)
 
 
 @cache
@@ -70,41 +91,63 @@ def parse_items(items: Any) -> list[tuple[int, str]]:
     return parsed
 
 
-@app.task(
-    name=TASK_TAG_CHUNK,
-    bind=True,
-    autoretry_for=(redis.ConnectionError, redis.TimeoutError),
-    retry_backoff=True,
-    retry_jitter=True,
-    max_retries=10,
-)
+@app.task(name=TASK_TAG_CHUNK, bind=True)
 def tag_chunk(
     self: Any, job_id: str, items: list[Any], options: dict[str, Any] | None = None
 ) -> dict[str, Any]:
     """Tag one chunk of a job (contract v1)."""
     parsed = parse_items(items)
+    try:
+        return _tag_chunk(self.request.id, job_id, parsed, options or {})
+    except STORE_FAULTS as exc:
+        return _store_unavailable(job_id, parsed, exc)
+
+
+def _tag_chunk(
+    request_id: str, job_id: str, parsed: list[tuple[int, str]], options: dict[str, Any]
+) -> dict[str, Any]:
+    started = time.perf_counter()
     store = _store()
-    if store.job_state(job_id) == "cancelled":
-        log.info("job %s cancelled: skipping chunk of %d", job_id, len(parsed))
+    state = store.job_state(job_id)
+    if state in ("cancelled", None):
+        log.info("job %s %s: skipping chunk of %d", job_id, state or "deleted", len(parsed))
         return {"job": job_id, "skipped": len(parsed)}
+    chunk = chunk_id(
+        [i for i, _ in parsed], int(options.get("round") or 0), bool(options.get("split"))
+    )
+    deliveries = _ledger().begin(
+        job_id, chunk, host=bootstrap.hostname(), pid=os.getpid(), uris=len(parsed)
+    )
     tagger = _tagger()
+    if poison.is_poison(deliveries):
+        try:
+            outcomes = poison.isolate(
+                parsed, deliveries, tagger.model_id, lambda one: _send_alone(job_id, one, options)
+            )
+        except (OperationalError, *STORE_FAULTS) as exc:  # a split half-sent: requeue it all
+            raise Reject(exc, requeue=True) from exc
+        store.record_outcomes(job_id, outcomes)
+        _ledger().end(job_id, chunk)
+        return {"job": job_id, "poison": len(parsed), "deliveries": deliveries}
+    fault_injection.crash_if_marked(parsed, _settings().test_crash_on)
     try:
         outcomes, report = pipeline.tag_items(
             parsed,
             tagger=tagger,
             store=store,
             settings=_settings(),
-            fetch=fetch_bytes,
+            fetch=metrics.timed_fetch(fetch_bytes),
             pool=_pool(),
         )
-    except (redis.ConnectionError, redis.TimeoutError):
-        raise  # transient: Celery retries the chunk with backoff
+    except STORE_FAULTS:
+        raise  # handled by tag_chunk: the chunk must not be failed for Redis's sake
     except Exception as exc:
         # A bug or a model failure must not make a chunk's URIs vanish: each gets a
         # final error record carrying the reason, and the job still adds up.
         log.exception("job %s: chunk failed as a whole", job_id)
         outcomes, report = pipeline.fail_all(parsed, tagger.model_id, exc)
     store.record_outcomes(job_id, outcomes)
+    _ledger().end(job_id, chunk)
     store.worker_counters(
         bootstrap.hostname(),
         os.getpid(),
@@ -115,10 +158,12 @@ def tag_chunk(
         deduped=report.deduped,
         errors=report.error,
     )
+    metrics.chunk_done(report, time.perf_counter() - started)
     log.info(
-        "job %s chunk %s: %d uris, %d ok, %d error, %d deduped, %d forwarded",
+        "job %s chunk %s (%s): %d uris, %d ok, %d error, %d deduped, %d forwarded",
         job_id,
-        self.request.id,
+        chunk,
+        request_id,
         report.uris,
         report.ok,
         report.error,
@@ -126,3 +171,33 @@ def tag_chunk(
         report.forwarded,
     )
     return {"job": job_id, **report.__dict__}
+
+
+def _send_alone(job_id: str, item: list[tuple[int, str]], options: dict[str, Any]) -> None:
+    """Publish one URI of a poison chunk as a chunk of its own."""
+    app.send_task(
+        TASK_TAG_CHUNK,
+        args=[job_id, [list(pair) for pair in item], {**options, "split": True}],
+        queue=_settings().queue,
+    )
+
+
+def _store_unavailable(
+    job_id: str, parsed: list[tuple[int, str]], exc: BaseException
+) -> dict[str, Any]:
+    """Redis stayed away through the client's retries: end the URIs as errors, or requeue.
+
+    Raises:
+        Reject: (requeue) the error records could not be written either; the message goes
+            back to the queue, or, if Redis cannot take even that, stays un-acked and is
+            restored after the visibility timeout. Either way the chunk is not lost.
+    """
+    why = TransientUriError(f"results store unreachable after retrying for ~30 s: {exc}")
+    try:
+        outcomes, _ = pipeline.fail_all(parsed, _tagger().model_id, why)
+        _store().record_outcomes(job_id, outcomes)
+    except STORE_FAULTS as again:
+        log.error("job %s: Redis still unreachable (%s); requeueing the chunk", job_id, again)
+        raise Reject(again, requeue=True) from again
+    log.error("job %s: %d URIs end as error: %s", job_id, len(parsed), why)
+    return {"job": job_id, "error": len(parsed), "store_fault": str(exc)}

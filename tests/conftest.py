@@ -51,6 +51,7 @@ def worker_env(redis_url: str, dev_weights: Path, tmp_path: Path) -> dict[str, s
         BULKTAG_REDIS_URL=redis_url,
         BULKTAG_WEIGHTS=str(dev_weights),
         BULKTAG_ALLOWED_ROOTS=str(tmp_path),
+        BULKTAG_METRICS_PORT="0",  # tests that scrape set a free port; never bind 9808 here
         PYTHONUNBUFFERED="1",
     )
     return env

@@ -85,6 +85,18 @@ class RedisServer:
                 self.proc.kill()
                 self.proc.wait()
 
+    def kill(self) -> None:
+        """SIGKILL the server (a crash: no shutdown save; only what AOF fsynced survives)."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def restart(self, down_for: float = 0.0) -> RedisServer:
+        """Kill, stay down ``down_for`` seconds, start again on the same port and dir."""
+        self.kill()
+        time.sleep(down_for)
+        return self.start()
+
 
 class WorkerProcess:
     """A real `bulktag worker` subprocess (Celery prefork) with its own environment."""

@@ -48,19 +48,28 @@ def load_model_in_child(**_: Any) -> None:
 
     from tasks import inference
     from tasks.decode import configure_limits, reference_transform
+    from tasks.models import ModelRegistry
+    from tasks.preprocess import configure_allocator
     from tasks.store import ResultStore, connect
     from weights.checkpoint import load_checkpoint
 
     started = time.perf_counter()
     settings = Settings.from_env()
-    torch.set_num_threads(settings.effective_threads)
+    torch.set_num_threads(settings.torch_threads)  # per lane; lanes x threads = budget
     with contextlib.suppress(RuntimeError):  # already set in this process
         torch.set_num_interop_threads(1)
     configure_limits(settings.max_pixels)
+    configure_allocator(3 * settings.effective_decode_threads)  # a 12 MP photo per lane
     reference_transform()
     ckpt = load_checkpoint(settings.weights, settings.weights_sha256)
-    tagger = inference.Tagger.from_checkpoint(ckpt, channels_last=settings.channels_last)
-    tagger.warm_up()
+    tagger = inference.Tagger.from_checkpoint(
+        ckpt,
+        channels_last=settings.channels_last,
+        device=settings.device,
+        precision=settings.precision,
+        decode=settings.decode,
+    )
+    tagger.warm_up(min(settings.batch_size, settings.chunk_size))
     inference.install(tagger)
     elapsed = time.perf_counter() - started
     store = ResultStore(connect(settings.redis_url))
@@ -75,6 +84,7 @@ def load_model_in_child(**_: Any) -> None:
         load_seconds=round(elapsed, 3),
     )
     store.worker_counters(_hostname, pid, model_loads=1)
+    ModelRegistry(store.r).loaded(tagger.model_id)  # the newest load is the current model
     note = "" if tagger.trained else " -- UNTRAINED weights: labels are meaningless"
     log.info(
         "process %d ready: model %s, %d torch threads, loaded+warmed in %.2fs%s",

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
+import tempfile
+from pathlib import Path
 
+from tasks.errors import ConfigError
+from tasks.inference import check_precision
 from tasks.store import connect
 from weights.checkpoint import read_pin, verify_file
 from weights.fetch import UNTRAINED_WARNING
@@ -27,7 +32,10 @@ def start_worker(
         WeightsError, StoreUnavailable: before anything is started.
     """
     verify_file(settings.weights, settings.weights_sha256)
+    check_precision(settings.precision, settings.device)  # one line now, not a crash per child
     connect(settings.redis_url).close()
+    if settings.device == "cuda":
+        _require_cuda()
     concurrency = settings.effective_concurrency
     env = {
         "BULKTAG_REDIS_URL": settings.redis_url,
@@ -36,13 +44,20 @@ def start_worker(
         "BULKTAG_BATCH_SIZE": str(settings.batch_size),
         "BULKTAG_CONCURRENCY": str(concurrency),
         "BULKTAG_THREADS": str(settings.effective_threads),
+        "BULKTAG_METRICS_PORT": str(settings.metrics_port),
+        "BULKTAG_LOG_FORMAT": settings.log_format,
+        "BULKTAG_DEVICE": settings.device,
+        "BULKTAG_DECODE": settings.decode,
+        "BULKTAG_PRECISION": settings.precision,
     }
     if settings.weights_sha256:
         env["BULKTAG_WEIGHTS_SHA256"] = settings.weights_sha256
     os.environ.update(env)
+    metrics_dir, created = prepare_metrics_dir(settings.metrics_dir)
     if _untrained(settings):
         print(f"WARNING: {settings.weights}: {UNTRAINED_WARNING}", flush=True)
 
+    import worker.logs  # noqa: F401  # connects the log format before Celery sets up logging
     from worker.app import create_app
 
     app = create_app(Settings.from_env())
@@ -57,7 +72,43 @@ def start_worker(
         "--without-gossip",
         *(extra_args or []),
     ]
-    app.worker_main(argv)
+    try:
+        app.worker_main(argv)
+    finally:
+        if created:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def prepare_metrics_dir(configured: Path | None) -> tuple[Path, bool]:
+    """Empty (or create) the prometheus multiprocess directory and export it.
+
+    Must run before anything imports prometheus_client: the library picks its
+    multiprocess value class from ``PROMETHEUS_MULTIPROC_DIR`` at import time. Files left
+    by an earlier run would add its counts to this one, so they are removed.
+
+    Returns:
+        The directory, and whether it is a temporary one this worker must remove.
+    """
+    created = configured is None
+    path = Path(tempfile.mkdtemp(prefix="bulktag-metrics-")) if configured is None else configured
+    path.mkdir(parents=True, exist_ok=True)
+    for stale in path.glob("*.db"):
+        stale.unlink()
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(path)
+    return path, created
+
+
+def _require_cuda() -> None:
+    """Fail in the parent when there is no GPU, without initialising CUDA before the fork
+    (a CUDA context does not survive fork; NVML answers without creating one)."""
+    os.environ.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
+    import torch
+
+    if not torch.cuda.is_available():
+        raise ConfigError(
+            "BULKTAG_DEVICE=cuda but torch sees no CUDA device "
+            "(a CPU-only torch build, or no GPU visible to this container)"
+        )
 
 
 def _untrained(settings: Settings) -> bool:

@@ -24,17 +24,30 @@ DEFAULT_MAX_BYTES = 50 * 1024 * 1024  # a 50 MB file is far past any camera JPEG
 DEFAULT_MAX_PIXELS = 64_000_000  # 5x a 12 MP photo; Pillow's own bomb limit is ~89 MP
 # Redis re-delivers an un-acked chunk after this long; must exceed the slowest chunk.
 DEFAULT_VISIBILITY_TIMEOUT = 3600
+# Fault tests lower it to see a dead worker's chunk come back quickly (docs/RELIABILITY.md).
+MIN_VISIBILITY_TIMEOUT = 10
 DEFAULT_FETCH_THREADS = 8
-# Remote fetches (HTTP and S3). A stalled server costs a chunk at most roughly
-# attempts x (connect + deadline), far below the visibility timeout.
+# Remote fetches (HTTP and S3). Worst case, a chunk of stalled URLs costs
+# chunk / fetch threads x attempts x (connect + deadline): 4 x 3 x 125 s = 25 min with
+# the defaults, inside the visibility timeout, so no healthy chunk is redelivered.
 DEFAULT_CONNECT_TIMEOUT = 5.0  # seconds to open a TCP/TLS connection
 DEFAULT_READ_TIMEOUT = 30.0  # seconds of silence allowed between two reads
-DEFAULT_FETCH_DEADLINE = 300.0  # seconds for one whole download attempt (slow-drip guard)
+DEFAULT_FETCH_DEADLINE = 120.0  # seconds for one whole download attempt (slow-drip guard)
 DEFAULT_FETCH_ATTEMPTS = 3  # tries per URI on transient faults (timeouts, 5xx, throttling)
 DEFAULT_FETCH_BACKOFF = 0.5  # first retry waits up to this (full jitter), doubling each time
 DEFAULT_MAX_REDIRECTS = 5
 # Producer backpressure: chunks allowed to wait in the broker queue; 0 = no cap.
 DEFAULT_MAX_QUEUED = 0
+# Prometheus endpoint of `bulktag worker` (one per worker, all its processes); 0 = off.
+DEFAULT_METRICS_PORT = 9808
+LOG_FORMATS = ("text", "json")
+# Scheduled runs for `bulktag beat` / `bulktag schedule list` (see docs/OPERATIONS.md).
+DEFAULT_SCHEDULES = Path("schedules.toml")
+DEVICES = ("cpu", "cuda")
+# Hot path (docs/BENCHMARKS.md): "exact" = reference preprocessing, "fast" = JPEG DCT
+# scaling; "fp32" = reference arithmetic, "bf16" = CPU autocast, "fp16" = CUDA only.
+DECODE_MODES = ("exact", "fast")
+PRECISIONS = ("fp32", "bf16", "fp16")
 
 
 def available_cores() -> int:
@@ -48,9 +61,11 @@ def available_cores() -> int:
 def auto_concurrency(cores: int) -> int:
     """Worker processes for ``cores``: one per 4 cores, at least one.
 
-    One process with all cores as torch threads plus a decode thread pool keeps a
-    single model copy in memory on small machines; bigger machines get more processes
-    because torch's intra-op scaling flattens beyond ~4 threads for ResNet-18.
+    Each process runs one lane per thread (``tasks.lanes``: decode a group, forward it
+    with single-threaded torch), so a single process already keeps its cores busy and
+    holds one model copy. On the 2-core dev machine two single-lane processes were at
+    best ~20% faster in ``fast`` mode (no idle lane at chunk ends) for ~60% more memory
+    and a slower start; docs/BENCHMARKS.md has the sweep.
     """
     return max(1, cores // 4)
 
@@ -74,6 +89,8 @@ class Settings:
     allowed_roots: tuple[Path, ...] = field(default_factory=tuple)
     visibility_timeout: int = DEFAULT_VISIBILITY_TIMEOUT
     channels_last: bool = True
+    decode: str = "exact"  # "fast": Image.draft DCT scaling (measured agreement)
+    precision: str = "fp32"  # "bf16" (CPU autocast) or "fp16" (CUDA); measured agreement
     s3_endpoint_url: str | None = None  # None: botocore's AWS_ENDPOINT_URL[_S3] or AWS
     allow_private_networks: bool = False  # SSRF guard off: trusted internal deployments only
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
@@ -83,6 +100,16 @@ class Settings:
     fetch_backoff: float = DEFAULT_FETCH_BACKOFF
     max_redirects: int = DEFAULT_MAX_REDIRECTS
     max_queued: int = DEFAULT_MAX_QUEUED
+    metrics_port: int = DEFAULT_METRICS_PORT
+    metrics_dir: Path | None = None  # None: a fresh temporary directory per worker
+    log_format: str = "text"  # "json": one JSON object per line
+    schedules: Path = DEFAULT_SCHEDULES
+    device: str = "cpu"  # "cuda": GPU workers (README, GPU workers)
+    # HTTP API bearer token; None = no auth (bind the API to loopback then). Kept out of repr.
+    api_token: str | None = field(default=None, repr=False)
+    # TEST HOOK: a worker SIGKILLs its own process on any URI whose file name contains
+    # this marker (a deterministic "poison" input). Never set it in production.
+    test_crash_on: str | None = None
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -110,9 +137,14 @@ class Settings:
             max_pixels=_int(env, "BULKTAG_MAX_PIXELS", DEFAULT_MAX_PIXELS, minimum=1),
             allowed_roots=roots,
             visibility_timeout=_int(
-                env, "BULKTAG_VISIBILITY_TIMEOUT", DEFAULT_VISIBILITY_TIMEOUT, minimum=60
+                env,
+                "BULKTAG_VISIBILITY_TIMEOUT",
+                DEFAULT_VISIBILITY_TIMEOUT,
+                minimum=MIN_VISIBILITY_TIMEOUT,
             ),
             channels_last=_bool(env, "BULKTAG_CHANNELS_LAST", True),
+            decode=_choice(env, "BULKTAG_DECODE", DECODE_MODES),
+            precision=_choice(env, "BULKTAG_PRECISION", PRECISIONS),
             s3_endpoint_url=get("BULKTAG_S3_ENDPOINT_URL") or None,
             allow_private_networks=_bool(env, "BULKTAG_ALLOW_PRIVATE_NETWORKS", False),
             connect_timeout=_float(env, "BULKTAG_CONNECT_TIMEOUT", DEFAULT_CONNECT_TIMEOUT),
@@ -122,6 +154,13 @@ class Settings:
             fetch_backoff=_float(env, "BULKTAG_FETCH_BACKOFF", DEFAULT_FETCH_BACKOFF, minimum=0),
             max_redirects=_int(env, "BULKTAG_MAX_REDIRECTS", DEFAULT_MAX_REDIRECTS, minimum=0),
             max_queued=_int(env, "BULKTAG_MAX_QUEUED", DEFAULT_MAX_QUEUED, minimum=0),
+            metrics_port=_int(env, "BULKTAG_METRICS_PORT", DEFAULT_METRICS_PORT, minimum=0),
+            metrics_dir=_path_or_none(get("BULKTAG_METRICS_DIR")),
+            log_format=_choice(env, "BULKTAG_LOG_FORMAT", LOG_FORMATS),
+            schedules=Path(get("BULKTAG_SCHEDULES") or DEFAULT_SCHEDULES).expanduser(),
+            device=_choice(env, "BULKTAG_DEVICE", DEVICES),
+            api_token=get("BULKTAG_API_TOKEN") or None,
+            test_crash_on=get("BULKTAG_TEST_CRASH_ON") or None,
         )
 
     def with_overrides(self, **changes: Any) -> Settings:
@@ -139,7 +178,13 @@ class Settings:
 
     @property
     def effective_decode_threads(self) -> int:
+        """Lanes per process (``tasks.lanes``): each decodes a group, then forwards it."""
         return self.decode_threads or self.effective_threads
+
+    @property
+    def torch_threads(self) -> int:
+        """Intra-op threads of each lane's forward: the process's threads over its lanes."""
+        return max(1, self.effective_threads // self.effective_decode_threads)
 
 
 def _int(env: dict[str, str], name: str, default: int, minimum: int) -> int:
@@ -166,6 +211,18 @@ def _float(env: dict[str, str], name: str, default: float, minimum: float = 0.00
     if not value >= minimum:  # also refuses nan
         raise ConfigError(f"{name} must be >= {minimum}, got {raw}")
     return value
+
+
+def _path_or_none(raw: str | None) -> Path | None:
+    return Path(raw).expanduser() if raw else None
+
+
+def _choice(env: dict[str, str], name: str, choices: tuple[str, ...]) -> str:
+    """One of ``choices`` (the first is the default), case-insensitive."""
+    raw = (env.get(name) or choices[0]).lower()
+    if raw not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
+    return raw
 
 
 def _bool(env: dict[str, str], name: str, default: bool) -> bool:

@@ -103,9 +103,18 @@ def test_model_loads_once_per_process_and_redelivery_is_idempotent(
     with running_worker(worker_env, tmp_path / "worker.log", redis_client, 2):
         # 24 images in chunks of 2 -> 12 tasks over 2 processes
         bulktag(worker_env, "submit", str(tmp_path / "p"), "--job", "many", "--chunk-size", "2")
-        bulktag(worker_env, "submit", str(tmp_path / "p"), "--job", "more", "--chunk-size", "3")
-        for job in ("many", "more"):
-            _wait_done(worker_env, job)
+        # ...and the same folder through the Python API other applications use
+        from producer import submit
+        from worker.settings import Settings
+
+        job = submit(
+            str(tmp_path / "p"), job="more", chunk_size=3, settings=Settings.from_env(worker_env)
+        )
+        final = job.wait(timeout=120)
+        assert (final.state, final.total, final.ok + final.error) == ("done", 24, 24)
+        api_records = list(job.results())
+        assert [r["uri"] for r in api_records] == [str(p) for p in sorted(corpus.unique)]
+        _wait_done(worker_env, "many")
         stats = [redis_client.hgetall(k) for k in redis_client.smembers("bulktag:workers")]
         assert len(stats) == 2
         assert [int(s["model_loads"]) for s in stats] == [1, 1]
@@ -115,7 +124,6 @@ def test_model_loads_once_per_process_and_redelivery_is_idempotent(
 
         # When one chunk of the finished job is delivered a second time
         from worker.app import TASK_TAG_CHUNK, create_app
-        from worker.settings import Settings
 
         app = create_app(Settings.from_env(worker_env))
         items = [[0, str(corpus.unique[0])], [1, str(corpus.unique[1])]]

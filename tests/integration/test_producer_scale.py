@@ -1,0 +1,172 @@
+"""The producer at scale, on a real redis-server: order, batching, memory, backpressure."""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+import time
+import tracemalloc
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from producer.submit import PUBLISH_BATCH_URIS, submit
+from tasks import keys
+from tasks.errors import ConfigError
+from tasks.store import ResultStore
+from worker.settings import Settings
+
+QUEUE = "bulktag"
+
+
+def write_list(path: Path, n: int, start: int = 0) -> list[str]:
+    uris = [f"s3://archive/{i // 1000:04d}/img-{i:07d}.jpg" for i in range(start, start + n)]
+    path.write_text("\n".join(uris) + "\n")
+    return uris
+
+
+def messages(client: redis.Redis) -> list[dict[str, Any]]:
+    """Decoded chunk messages in the order a worker would take them (kombu pops the tail)."""
+    raw = reversed(client.lrange(keys.broker_queue(QUEUE), 0, -1))
+    return [json.loads(base64.b64decode(json.loads(m)["body"])) for m in raw]  # type: ignore[arg-type]
+
+
+def test_a_large_list_is_enqueued_in_order_with_batched_bookkeeping(
+    redis_url: str, redis_client: redis.Redis, tmp_path: Path
+) -> None:
+    # Given a list file of 20,000 URIs
+    uris = write_list(tmp_path / "uris.txt", 20_000)
+    redis_client.config_resetstat()
+
+    # When it is submitted in chunks of 32
+    job = submit(
+        f"@{tmp_path / 'uris.txt'}",
+        job="big",
+        chunk_size=32,
+        settings=Settings(redis_url=redis_url),
+    )
+
+    # Then the job counts every URI, in file order, and is running
+    status = job.status()
+    assert (status.total, status.state) == (20_000, "running")
+    assert redis_client.lrange(keys.job_uris("big"), 0, -1) == uris
+    # ...one message per chunk, each naming its items by their index in the job
+    sent = messages(redis_client)
+    assert len(sent) == -(-20_000 // 32)
+    flat = [item for args, _, _ in sent for item in args[1]]
+    assert flat == [[i, uri] for i, uri in enumerate(uris)]
+    assert all(args[0] == "big" and len(args[1]) <= 32 for args, _, _ in sent)
+    # ...and the bookkeeping went in one MULTI per publish batch, not one per chunk
+    multis = int(redis_client.info("commandstats")["cmdstat_multi"]["calls"])
+    batches = -(-20_000 // (PUBLISH_BATCH_URIS // 32 * 32))
+    # (create_job and kombu's queue declaration add a few MULTIs of their own)
+    assert batches <= multis <= batches + 5 < len(sent) // 10
+
+
+def test_memory_does_not_grow_with_the_number_of_uris(redis_url: str, tmp_path: Path) -> None:
+    # Peak traced memory while submitting 4x the URIs stays about the same: nothing
+    # proportional to the job is held in the producer.
+    settings = Settings(redis_url=redis_url)
+    peaks = []
+    for n, name in ((5_000, "small"), (20_000, "large")):
+        write_list(tmp_path / f"{name}.txt", n)
+        tracemalloc.start()
+        submit(f"@{tmp_path / f'{name}.txt'}", job=name, settings=settings)
+        peaks.append(tracemalloc.get_traced_memory()[1])
+        tracemalloc.stop()
+    small, large = peaks
+    assert large < 1.5 * small, peaks
+    assert large < 8 * 1024 * 1024, peaks
+
+
+def run_in_thread(**kwargs: Any) -> tuple[threading.Thread, dict[str, Any]]:
+    outcome: dict[str, Any] = {"waits": []}
+
+    def target() -> None:
+        try:
+            outcome["job"] = submit(on_wait=outcome["waits"].append, **kwargs)
+        except Exception as exc:
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    return thread, outcome
+
+
+def drain(client: redis.Redis) -> int:
+    """Take every waiting message off the queue, as workers would; return how many."""
+    taken = 0
+    while client.rpop(keys.broker_queue(QUEUE)) is not None:
+        taken += 1
+    return taken
+
+
+def test_backpressure_holds_the_producer_at_the_cap(
+    redis_url: str, redis_client: redis.Redis, tmp_path: Path
+) -> None:
+    # Given 100 URIs in chunks of 4 (25 chunks) and a cap of 5 waiting chunks, no worker
+    write_list(tmp_path / "uris.txt", 100)
+    thread, outcome = run_in_thread(
+        sources=f"@{tmp_path / 'uris.txt'}",
+        job="capped",
+        chunk_size=4,
+        max_queued=5,
+        settings=Settings(redis_url=redis_url),
+    )
+    # When nothing consumes the queue
+    time.sleep(1.5)
+    # Then the producer is waiting with exactly the cap queued, having enqueued no more
+    assert thread.is_alive()
+    assert redis_client.llen(keys.broker_queue(QUEUE)) == 5
+    assert ResultStore(redis_client).status("capped").total == 20
+    assert outcome["waits"] and max(outcome["waits"]) == 5
+
+    # When "workers" take chunks as they come, the producer finishes, never above the cap
+    taken, peak, deadline = 0, 0, time.monotonic() + 30
+    while thread.is_alive() and time.monotonic() < deadline:
+        peak = max(peak, int(redis_client.llen(keys.broker_queue(QUEUE))))  # type: ignore[arg-type]
+        taken += drain(redis_client)
+        time.sleep(0.05)
+    thread.join(5)
+    taken += drain(redis_client)
+    assert "error" not in outcome, outcome.get("error")
+    assert taken == 25 and peak <= 5
+    assert outcome["job"].status().total == 100
+
+
+def test_cancelling_a_job_stops_its_blocked_producer(
+    redis_url: str, redis_client: redis.Redis, tmp_path: Path
+) -> None:
+    write_list(tmp_path / "uris.txt", 1_000)
+    thread, outcome = run_in_thread(
+        sources=f"@{tmp_path / 'uris.txt'}",
+        job="doomed",
+        chunk_size=10,
+        max_queued=3,
+        settings=Settings(redis_url=redis_url),
+    )
+    time.sleep(0.8)
+    ResultStore(redis_client).cancel_job("doomed")
+    drain(redis_client)  # room again: the producer wakes, and sees the cancellation
+    thread.join(10)
+    assert not thread.is_alive()
+    assert isinstance(outcome.get("error"), ConfigError)
+    assert "cancelled" in str(outcome["error"])
+    assert ResultStore(redis_client).status("doomed").total < 1_000
+
+
+def test_a_negative_cap_is_refused_before_the_job_exists(
+    redis_url: str, redis_client: redis.Redis, tmp_path: Path
+) -> None:
+    write_list(tmp_path / "uris.txt", 3)
+    with pytest.raises(ConfigError, match="max queued must be >= 0"):
+        submit(
+            f"@{tmp_path / 'uris.txt'}",
+            job="neg",
+            max_queued=-1,
+            settings=Settings(redis_url=redis_url),
+        )
+    assert not redis_client.exists(keys.job("neg"))
