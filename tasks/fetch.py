@@ -61,7 +61,12 @@ def fetch_local(uri: str, settings: Settings) -> bytes:
         if size > settings.max_bytes:
             raise TooLarge(f"file is {size} bytes, over the {settings.max_bytes}-byte limit")
         with open(resolved, "rb") as fh:
-            data = fh.read(settings.max_bytes + 1)
+            # Ask for the stat size plus one byte, not the cap: read(n) allocates n bytes
+            # up front, and a 50 MB buffer per photo dominated deduplicated re-runs.
+            # The extra byte still catches a file that grew past the cap after stat.
+            data = fh.read(min(size, settings.max_bytes) + 1)
+            if len(data) > size:
+                data += fh.read(settings.max_bytes + 1 - len(data))
     except PermissionError:
         raise NotAllowed(f"permission denied reading {path}") from None
     except IsADirectoryError:

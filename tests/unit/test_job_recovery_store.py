@@ -2,27 +2,9 @@
 
 from __future__ import annotations
 
-import fakeredis
-import pytest
-
 from tasks.chunks import ChunkLedger, chunk_id
-from tasks.records import Label, Record
 from tasks.store import ResultStore
-
-TOP3 = [Label("tench", 0, 0.5), Label("goldfish", 1, 0.3), Label("shark", 2, 0.1)]
-
-
-@pytest.fixture
-def store() -> ResultStore:
-    return ResultStore(fakeredis.FakeRedis(decode_responses=True))
-
-
-def ok(uri: str) -> Record:
-    return Record(uri, "ab" * 32, "ok", None, TOP3, "resnet18-x")
-
-
-def err(uri: str) -> Record:
-    return Record(uri, None, "error", "corrupt or truncated image", None, "resnet18-x")
+from tests.unit.conftest import error_record, ok_record
 
 
 def finished_job(store: ResultStore) -> None:
@@ -33,7 +15,13 @@ def finished_job(store: ResultStore) -> None:
     pipe.execute()
     store.finish_enumeration("j")
     store.record_outcomes(
-        "j", [(0, ok("a"), False), (1, err("b"), False), (2, err("c"), False), (3, ok("d"), True)]
+        "j",
+        [
+            (0, ok_record("a"), False),
+            (1, error_record("b", "corrupt or truncated image"), False),
+            (2, error_record("c", "corrupt or truncated image"), False),
+            (3, ok_record("d"), True),
+        ],
     )
 
 
@@ -53,13 +41,16 @@ def test_reopening_errors_uncounts_them_and_reruns_the_job(store: ResultStore) -
     assert counts(store) == ("running", 2, 0, 2, 1)
     assert store.status("j").finished_at is None
     records = {i: rec for i, _, rec in store.records("j")}
-    assert records[0] == ok("a") and records[1] is None and records[2] is None
+    assert records[0] == ok_record("a") and records[1] is None and records[2] is None
 
     # When the retry writes the new outcomes (one now ok, one still an error)
-    store.record_outcomes("j", [(1, ok("b"), False), (2, err("c"), False)])
+    store.record_outcomes(
+        "j",
+        [(1, ok_record("b"), False), (2, error_record("c", "corrupt or truncated image"), False)],
+    )
     # Then every URI holds one record and the totals add up to a finished job
     assert counts(store) == ("done", 3, 1, 0, 1)
-    assert {i: rec for i, _, rec in store.records("j")}[1] == ok("b")
+    assert {i: rec for i, _, rec in store.records("j")}[1] == ok_record("b")
 
 
 def test_reopen_is_idempotent_and_ignores_ok_and_missing(store: ResultStore) -> None:
@@ -75,10 +66,10 @@ def test_late_duplicate_after_reopen_still_counts_once(store: ResultStore) -> No
     finished_job(store)
     store.reopen_errors("j", [1])
     # the retried chunk and a late copy of the original both write index 1
-    store.record_outcomes("j", [(1, ok("b"), False)])
-    store.record_outcomes("j", [(1, err("b"), False)])
+    store.record_outcomes("j", [(1, ok_record("b"), False)])
+    store.record_outcomes("j", [(1, error_record("b", "corrupt or truncated image"), False)])
     assert counts(store) == ("done", 3, 1, 0, 1)
-    assert {i: rec for i, _, rec in store.records("j")}[1] == ok("b")
+    assert {i: rec for i, _, rec in store.records("j")}[1] == ok_record("b")
 
 
 def test_retry_rounds_are_numbered(store: ResultStore) -> None:
@@ -99,7 +90,7 @@ def test_cancel_stops_a_running_job_but_not_a_finished_one(store: ResultStore) -
     pipe = store.r.pipeline()
     store.add_chunk(pipe, "k", ["x"])
     pipe.execute()
-    store.record_outcomes("k", [(0, ok("x"), False)])
+    store.record_outcomes("k", [(0, ok_record("x"), False)])
     assert store.status("k").state == "cancelled"
 
 

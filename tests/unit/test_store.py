@@ -2,27 +2,11 @@
 
 from __future__ import annotations
 
-import fakeredis
 import pytest
 
 from tasks.errors import JobNotFound
-from tasks.records import Label, Record
 from tasks.store import ResultStore
-
-TOP3 = [Label("tench", 0, 0.5), Label("goldfish", 1, 0.3), Label("shark", 2, 0.1)]
-
-
-@pytest.fixture
-def store() -> ResultStore:
-    return ResultStore(fakeredis.FakeRedis(decode_responses=True))
-
-
-def ok(uri: str) -> Record:
-    return Record(uri, "ab" * 32, "ok", None, TOP3, "resnet18-x")
-
-
-def err(uri: str) -> Record:
-    return Record(uri, None, "error", "no such file", None, "resnet18-x")
+from tests.unit.conftest import error_record, ok_record
 
 
 def enqueue(store: ResultStore, job: str, uris: list[str]) -> None:
@@ -36,10 +20,10 @@ def test_counts_add_up_and_job_finishes(store: ResultStore) -> None:
     enqueue(store, "j", ["a", "b"])
     enqueue(store, "j", ["c"])
     store.finish_enumeration("j")
-    store.record_outcomes("j", [(0, ok("a"), False), (1, err("b"), False)])
+    store.record_outcomes("j", [(0, ok_record("a"), False), (1, error_record("b"), False)])
     st = store.status("j")
     assert (st.state, st.total, st.ok, st.error, st.pending) == ("running", 3, 1, 1, 1)
-    store.record_outcomes("j", [(2, ok("c"), True)])
+    store.record_outcomes("j", [(2, ok_record("c"), True)])
     st = store.status("j")
     assert (st.state, st.ok, st.error, st.deduped, st.pending) == ("done", 2, 1, 1, 0)
     assert st.finished_at is not None
@@ -51,7 +35,7 @@ def test_redelivered_chunk_changes_nothing(store: ResultStore) -> None:
     store.create_job("j", 2, "src")
     enqueue(store, "j", ["a", "b"])
     store.finish_enumeration("j")
-    outcomes = [(0, ok("a"), False), (1, ok("b"), True)]
+    outcomes = [(0, ok_record("a"), False), (1, ok_record("b"), True)]
     store.record_outcomes("j", outcomes)
     before = store.status("j")
     store.record_outcomes("j", outcomes)
@@ -63,14 +47,14 @@ def test_same_uri_twice_in_a_job_gets_two_records(store: ResultStore) -> None:
     store.create_job("j", 2, "src")
     enqueue(store, "j", ["a", "a"])
     store.finish_enumeration("j")
-    store.record_outcomes("j", [(0, ok("a"), False), (1, ok("a"), True)])
+    store.record_outcomes("j", [(0, ok_record("a"), False), (1, ok_record("a"), True)])
     assert store.status("j").state == "done"
 
 
 def test_job_not_done_while_enumerating(store: ResultStore) -> None:
     store.create_job("j", 1, "src")
     enqueue(store, "j", ["a"])
-    store.record_outcomes("j", [(0, ok("a"), False)])
+    store.record_outcomes("j", [(0, ok_record("a"), False)])
     assert store.status("j").state == "enumerating"  # more chunks may follow
     store.finish_enumeration("j")  # all already done: finishing enumeration ends the job
     assert store.status("j").state == "done"
