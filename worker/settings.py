@@ -59,15 +59,18 @@ def available_cores() -> int:
 
 
 def auto_concurrency(cores: int) -> int:
-    """Worker processes for ``cores``: one per 4 cores, at least one.
+    """Worker processes for ``cores``: one per core up to 3 cores, then one per 2 cores.
 
     Each process runs one lane per thread (``tasks.lanes``: decode a group, forward it
-    with single-threaded torch), so a single process already keeps its cores busy and
-    holds one model copy. On the 2-core dev machine two single-lane processes were at
-    best ~20% faster in ``fast`` mode (no idle lane at chunk ends) for ~60% more memory
-    and a slower start; docs/BENCHMARKS.md has the sweep.
+    with single-threaded torch). A lone process leaves its lanes idle while it does a
+    chunk's serial part (read and hash files, store records, take the next message);
+    a second process fills that gap. On the 2-core dev machine two single-lane processes
+    beat one two-lane process by ~24% in ``fast`` mode and tied in ``exact`` mode, for
+    ~40% more memory (PSS) and ~0.4 s slower start (docs/BENCHMARKS.md). Beyond 3 cores
+    two lanes per process keep the number of model copies at half the cores (not
+    measured here: no such machine).
     """
-    return max(1, cores // 4)
+    return cores if cores <= 3 else cores // 2
 
 
 @dataclass(frozen=True)
