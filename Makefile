@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: help install redis-binary browser test test-fast lint format demo bench clean compose-check openapi api bench-producer bench-sources
+.PHONY: help install redis-binary browser compose-binary test test-fast lint format demo bench clean compose-check openapi api bench-producer bench-sources
 
 help:
 	@echo "make demo    set up, then tag sample photos end to end (starts and stops what it needs)"
@@ -28,7 +28,11 @@ redis-binary:
 browser:
 	@bash scripts/ensure-chromium.sh
 
-test: install redis-binary browser
+# `docker-compose config` validates docker-compose.yml in the tests (no engine needed).
+compose-binary:
+	@bash scripts/ensure-docker-compose.sh
+
+test: install redis-binary browser compose-binary
 	$(BIN)/python -m pytest
 
 test-fast: install
@@ -70,6 +74,6 @@ api: install
 
 # Validate docker-compose.yml without a Docker engine (Debian's docker-compose package).
 compose-check:
-	@command -v docker-compose >/dev/null 2>&1 || { apt-get update -q && apt-get install -y -q docker-compose; }
+	@bash scripts/ensure-docker-compose.sh
 	REDIS_PASSWORD=ci-check FLOWER_BASIC_AUTH=ci:check docker-compose config -q
 	@echo "docker-compose.yml is valid"
