@@ -102,6 +102,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     print(f"total     {st.total}\nok        {st.ok}\nerror     {st.error}")
     print(f"deduped   {st.deduped}\npending   {st.pending}")
     print(f"rate      {rate}\nETA       {fmt_eta(st.eta_seconds)}")
+    if st.submit_error:
+        print(f"submit    {st.submit_error}")
     print("\n".join(health_lines(health)))
     return 0
 

@@ -12,11 +12,14 @@ goes first so a worker never sees a chunk the job does not count yet.
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import time
 from collections.abc import Callable, Iterable, Iterator
 from itertools import islice
 from typing import Any, TypeVar
+
+import redis
 
 from producer.backpressure import QueueGate
 from producer.job import Job
@@ -113,9 +116,13 @@ def submit(
                     on_chunk(total)
                 if store.job_state(job_id) == "cancelled":
                     raise ConfigError(f"job {job_id} was cancelled; stopped after {total} URIs")
-    except BaseException:
-        if total == 0:
-            store.delete_job(job_id)
+    except BaseException as exc:
+        with contextlib.suppress(redis.RedisError):  # best effort: Redis may be the fault
+            if total == 0:
+                store.delete_job(job_id)
+            elif store.job_state(job_id) == "enumerating":
+                why = f"submission stopped after {total} URIs: {type(exc).__name__}: {exc}"
+                store.abort_enumeration(job_id, total, why)
         raise
     if total == 0:
         store.delete_job(job_id)

@@ -59,6 +59,7 @@ class JobStatus:
     last_progress_at: float | None
     finished_at: float | None
     chunk_size: int
+    submit_error: str | None = None  # why enumeration stopped early, if it did
 
     @property
     def done_count(self) -> int:
@@ -104,6 +105,7 @@ class JobStatus:
             "last_progress_at": self.last_progress_at,
             "finished_at": self.finished_at,
             "chunk_size": self.chunk_size,
+            "submit_error": self.submit_error,
         }
 
     @classmethod
@@ -123,4 +125,5 @@ class JobStatus:
             last_progress_at=num("last_progress_at"),
             finished_at=num("finished_at"),
             chunk_size=int(h.get("chunk_size", 0)),
+            submit_error=h.get("submit_error") or None,
         )

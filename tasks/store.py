@@ -189,6 +189,19 @@ class ResultStore:
     def finish_enumeration(self, job_id: str) -> None:
         self._finish_enum(keys=[keys.job(job_id)], args=[time.time()])
 
+    def abort_enumeration(self, job_id: str, sent: int, reason: str) -> None:
+        """End a submission that failed after ``sent`` URIs were enqueued.
+
+        The job keeps what was sent (total and URI list cut back to it, in case a
+        batch was booked but not published), records why it stopped, and runs to
+        ``done`` like any other job instead of sitting in ``enumerating`` forever.
+        """
+        pipe = self.r.pipeline(transaction=True)
+        pipe.hset(keys.job(job_id), mapping={"total": sent, "submit_error": reason[:500]})
+        pipe.ltrim(keys.job_uris(job_id), 0, sent - 1)
+        pipe.execute()
+        self.finish_enumeration(job_id)
+
     def delete_job(self, job_id: str) -> None:
         self.r.delete(
             keys.job(job_id),

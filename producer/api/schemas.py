@@ -117,4 +117,4 @@ class Health(BaseModel):
 
 def status_body(status: dict[str, Any], submit_error: str | None) -> dict[str, Any]:
     """``status --json``'s dict plus ``submit_error`` (null unless enumeration stopped)."""
-    return {**status, "submit_error": submit_error}
+    return {**status, "submit_error": submit_error or status.get("submit_error")}

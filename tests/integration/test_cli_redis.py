@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,3 +26,36 @@ def test_existing_job_id_is_refused(
     assert main(["--redis-url", redis_url, "submit", str(tmp_path), "--job", "j"]) == 0
     assert main(["--redis-url", redis_url, "submit", str(tmp_path), "--job", "j"]) == 1
     assert "already exists" in capsys.readouterr().err
+
+
+def test_submission_that_fails_midway_keeps_what_was_sent_and_can_finish(
+    tmp_path: Path, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from producer.job import Job
+    from producer.submit import submit as submit_fn
+    from tasks.records import Record
+    from worker.settings import Settings
+
+    # Given a URI stream that breaks after 5 URIs (a list file on a dying disk, say)
+    def flaky() -> Iterator[str]:
+        for i in range(5):
+            yield str(tmp_path / f"{i}.jpg")
+        raise OSError("input/output error")
+
+    # publish chunk by chunk (the module, not the function `producer.submit` re-exports)
+    monkeypatch.setattr(importlib.import_module("producer.submit"), "PUBLISH_BATCH_URIS", 2)
+    settings = Settings.from_env({"BULKTAG_REDIS_URL": redis_url})
+    with pytest.raises(OSError):
+        submit_fn("flaky.txt", job="broken", chunk_size=2, settings=settings, uris=flaky())
+    # Then the job holds the 4 URIs already published (2 chunks), not 'enumerating' forever
+    job = Job.attach("broken", settings)
+    st = job.status()
+    assert (st.state, st.total) == ("running", 4)
+    assert (
+        st.submit_error and "after 4 URIs" in st.submit_error and "input/output" in st.submit_error
+    )
+    # And once those 4 have records the job is done and adds up
+    job.store.record_outcomes(
+        "broken", [(i, Record(f"u{i}", None, "error", "x", None, "m"), False) for i in range(4)]
+    )
+    assert job.status().state == "done"
