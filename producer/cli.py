@@ -12,7 +12,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import redis
+
 from producer import cli_ops
+from producer.cli_ops import positive_int
 from tasks.errors import BulktagError
 from worker.settings import Settings
 
@@ -254,7 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("submit", help="enqueue images: folders, files, @list.txt, - (stdin)")
     p.add_argument("sources", nargs="+", help="folder, file, URI, @list.txt or -")
     p.add_argument("--job", help="job id (default: generated)")
-    p.add_argument("--chunk-size", type=int, help="URIs per task (default 32)")
+    p.add_argument("--chunk-size", type=positive_int, help="URIs per task (default 32)")
     p.add_argument("--wait", action="store_true", help="show progress until the job is done")
     p.add_argument("--timeout", type=float, help="with --wait: give up after SECONDS")
     p.add_argument("--strict", action="store_true", help="with --wait: exit 1 if any URI failed")
@@ -293,12 +296,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("job")
     p.add_argument("--errors", action="store_true", help="URIs that ended as error")
     p.add_argument("--pending", action="store_true", help="URIs with no record (lost messages)")
-    p.add_argument("--chunk-size", type=int, help="URIs per task (default: the job's)")
+    p.add_argument("--chunk-size", type=positive_int, help="URIs per task (default: the job's)")
     p.add_argument("--wait", action="store_true", help="show progress until the job is done")
     p.set_defaults(func=cmd_retry)
 
     p = sub.add_parser("jobs", help="recent jobs")
-    p.add_argument("--limit", type=int, default=20)
+    p.add_argument("--limit", type=positive_int, default=20)
     p.set_defaults(func=cmd_jobs)
 
     p = sub.add_parser("workers", help="per-process worker counters (loads, forwards, chunks)")
@@ -340,6 +343,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # e.g. `bulktag results JOB | head`
         sys.stderr.close()
         return 0
+    except redis.RedisError as exc:  # Redis went away or refused mid-command (OOM, ...)
+        print(f"bulktag: error: Redis: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except (OSError, UnicodeError) as exc:  # files the user named: missing, unreadable, not UTF-8
+        print(f"bulktag: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
     except KeyboardInterrupt:
         print("bulktag: interrupted", file=sys.stderr)
         return 130

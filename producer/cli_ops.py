@@ -18,6 +18,17 @@ from typing import Any
 from worker.settings import Settings
 
 
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (so `--chunk-size 0` is an error, not a default)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
 def _settings(args: argparse.Namespace) -> Settings:
     return Settings.from_env().with_overrides(redis_url=getattr(args, "redis_url", None))
 
@@ -181,7 +192,7 @@ def add_commands(sub: Any) -> None:
     p = sub.add_parser("reprocess", help="re-tag a finished job with the current model")
     p.add_argument("job")
     p.add_argument("--job", dest="new_job", help="id of the new job (default JOB.MODEL_ID)")
-    p.add_argument("--chunk-size", type=int, help="URIs per task (default: the job's)")
+    p.add_argument("--chunk-size", type=positive_int, help="URIs per task (default: the job's)")
     p.add_argument("--force", action="store_true", help="even if the model already tagged it")
     p.add_argument("--wait", action="store_true", help="show progress until the job is done")
     p.add_argument("--timeout", type=float, help="with --wait: give up after SECONDS")

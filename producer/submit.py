@@ -13,6 +13,7 @@ goes first so a worker never sees a chunk the job does not count yet.
 from __future__ import annotations
 
 import contextlib
+import re
 import secrets
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -24,7 +25,8 @@ import redis
 from producer.backpressure import QueueGate
 from producer.job import Job
 from producer.sources import iter_sources
-from tasks.errors import ConfigError
+from tasks import keys
+from tasks.errors import ConfigError, JobExists
 from tasks.store import ResultStore, connect
 from worker.app import TASK_TAG_CHUNK, create_app
 from worker.settings import Settings
@@ -78,7 +80,7 @@ def submit(
         StoreUnavailable: Redis cannot be reached.
     """
     settings = settings or Settings.from_env()
-    size = chunk_size or settings.chunk_size
+    size = settings.chunk_size if chunk_size is None else chunk_size
     if size < 1:
         raise ConfigError("chunk size must be >= 1")
     cap = settings.max_queued if max_queued is None else max_queued
@@ -89,8 +91,13 @@ def submit(
     sources = list(sources)
     store = ResultStore(connect(settings.redis_url))
     job_id = job or new_job_id()
+    if not re.fullmatch(keys.JOB_ID_PATTERN, job_id):
+        raise ConfigError(
+            f"bad job id {job_id!r}: use 1-100 letters, digits, '.', '_' or '-' "
+            "(starting with a letter or digit)"
+        )
     if not store.create_job(job_id, size, " ".join(sources)[:500]):
-        raise ConfigError(f"job {job_id!r} already exists; pick another --job name")
+        raise JobExists(f"job {job_id!r} already exists; pick another --job name")
     app = create_app(settings)
     per_batch = max(1, PUBLISH_BATCH_URIS // size)
     gate = None
@@ -108,10 +115,14 @@ def submit(
                 for chunk in batch:
                     store.add_chunk(pipe, job_id, chunk)
                 pipe.execute()
+                # kombu publishes the batch when the block exits cleanly and drops it on
+                # an exception, so the batch counts as sent only after the block.
+                first = total
                 with producer.batch(max_size=len(batch)):
                     for chunk in batch:
-                        _send_chunk(app, producer, settings.queue, job_id, total, chunk)
-                        total += len(chunk)
+                        _send_chunk(app, producer, settings.queue, job_id, first, chunk)
+                        first += len(chunk)
+                total = first
                 if on_chunk:
                     on_chunk(total)
                 if store.job_state(job_id) == "cancelled":

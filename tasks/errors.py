@@ -26,6 +26,10 @@ class JobNotFound(BulktagError):
     """No job with that id exists in the results store."""
 
 
+class JobExists(ConfigError):
+    """A job with that id already exists."""
+
+
 class UriError(BulktagError):
     """One URI could not be tagged; the message is the reason recorded for it."""
 

@@ -2,6 +2,10 @@
 
 PREFIX = "bulktag"
 
+# Job ids become parts of key names: no ':' (it would reach into another job's keys,
+# e.g. job "a:records"), no spaces, bounded length.
+JOB_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
+
 
 def job(job_id: str) -> str:
     """Hash: job metadata and counters (total, ok, error, deduped, state, times)."""

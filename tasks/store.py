@@ -22,6 +22,8 @@ from tasks.records import JobStatus, Record
 
 # KEYS: job hash, records hash. ARGV: now, then (index, status, deduped, json) * n.
 _RECORD_LUA = """
+-- A chunk of a deleted job must not re-create a partial job (and block its id).
+if redis.call('EXISTS', KEYS[1]) == 0 then return {0, 0, 0} end
 local ok, err, dd = 0, 0, 0
 for i = 2, #ARGV, 4 do
   if redis.call('HSETNX', KEYS[2], ARGV[i], ARGV[i + 3]) == 1 then

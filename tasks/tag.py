@@ -15,6 +15,7 @@ publishes a copy and acks the original, and publishing fails exactly when Redis 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -39,8 +40,9 @@ log = logging.getLogger("bulktag.tasks")
 
 CONTRACT_VERSION = 1
 
-# Faults of the results store/broker itself, as opposed to faults of one URI.
-STORE_FAULTS = (redis.ConnectionError, redis.TimeoutError, StoreUnavailable)
+# Faults of the results store/broker itself, as opposed to faults of one URI: any Redis
+# error (connection, timeout, OOM under ``noeviction``, MISCONF on a full disk).
+STORE_FAULTS = (redis.RedisError, StoreUnavailable)
 
 
 @cache
@@ -95,16 +97,34 @@ def parse_items(items: Any) -> list[tuple[int, str]]:
 def tag_chunk(
     self: Any, job_id: str, items: list[Any], options: dict[str, Any] | None = None
 ) -> dict[str, Any]:
-    """Tag one chunk of a job (contract v1)."""
+    """Tag one chunk of a job (contract v1).
+
+    Whatever goes wrong, the chunk ends with a record per URI or goes back to the queue:
+    with ``acks_late`` an exception escaping here would get the message acknowledged
+    (Celery's ``acks_on_failure``) and its URIs would stay pending forever.
+    """
     parsed = parse_items(items)
+    options = options or {}
+    chunk = chunk_id(
+        [i for i, _ in parsed], int(options.get("round") or 0), bool(options.get("split"))
+    )
     try:
-        return _tag_chunk(self.request.id, job_id, parsed, options or {})
+        return _tag_chunk(self.request.id, job_id, parsed, options, chunk)
+    except Reject:
+        raise
     except STORE_FAULTS as exc:
-        return _store_unavailable(job_id, parsed, exc)
+        return _fail_chunk(job_id, parsed, chunk, exc, store_fault=True)
+    except Exception as exc:  # e.g. the model could not be loaded in this process
+        log.exception("job %s: chunk %s failed outside the pipeline", job_id, chunk)
+        return _fail_chunk(job_id, parsed, chunk, exc, store_fault=False)
 
 
 def _tag_chunk(
-    request_id: str, job_id: str, parsed: list[tuple[int, str]], options: dict[str, Any]
+    request_id: str,
+    job_id: str,
+    parsed: list[tuple[int, str]],
+    options: dict[str, Any],
+    chunk: str,
 ) -> dict[str, Any]:
     started = time.perf_counter()
     store = _store()
@@ -112,9 +132,6 @@ def _tag_chunk(
     if state in ("cancelled", None):
         log.info("job %s %s: skipping chunk of %d", job_id, state or "deleted", len(parsed))
         return {"job": job_id, "skipped": len(parsed)}
-    chunk = chunk_id(
-        [i for i, _ in parsed], int(options.get("round") or 0), bool(options.get("split"))
-    )
     deliveries = _ledger().begin(
         job_id, chunk, host=bootstrap.hostname(), pid=os.getpid(), uris=len(parsed)
     )
@@ -126,10 +143,16 @@ def _tag_chunk(
             )
         except (OperationalError, *STORE_FAULTS) as exc:  # a split half-sent: requeue it all
             raise Reject(exc, requeue=True) from exc
-        store.record_outcomes(job_id, outcomes)
-        _ledger().end(job_id, chunk)
+        try:
+            store.record_outcomes(job_id, outcomes)
+            _ledger().end(job_id, chunk)
+        except STORE_FAULTS as exc:
+            # Not _fail_chunk: its error records would pre-empt the single-URI chunks
+            # just sent. Requeued, this chunk is isolated again (the copies are no-ops).
+            raise Reject(exc, requeue=True) from exc
         return {"job": job_id, "poison": len(parsed), "deliveries": deliveries}
     fault_injection.crash_if_marked(parsed, _settings().test_crash_on)
+    batches_before = tagger.forward_batches
     try:
         outcomes, report = pipeline.tag_items(
             parsed,
@@ -154,7 +177,7 @@ def _tag_chunk(
         chunks=1,
         uris=report.uris,
         forward_images=report.forwarded,
-        forward_batches=-(-report.forwarded // _settings().batch_size),
+        forward_batches=tagger.forward_batches - batches_before,
         deduped=report.deduped,
         errors=report.error,
     )
@@ -182,22 +205,37 @@ def _send_alone(job_id: str, item: list[tuple[int, str]], options: dict[str, Any
     )
 
 
-def _store_unavailable(
-    job_id: str, parsed: list[tuple[int, str]], exc: BaseException
+def _fail_chunk(
+    job_id: str,
+    parsed: list[tuple[int, str]],
+    chunk: str,
+    exc: BaseException,
+    *,
+    store_fault: bool,
 ) -> dict[str, Any]:
-    """Redis stayed away through the client's retries: end the URIs as errors, or requeue.
+    """End every URI of the chunk as ``error`` with the reason, or requeue the chunk.
+
+    Store faults reach here after the client's own retries (~30 s): Redis stayed away.
 
     Raises:
         Reject: (requeue) the error records could not be written either; the message goes
             back to the queue, or, if Redis cannot take even that, stays un-acked and is
             restored after the visibility timeout. Either way the chunk is not lost.
     """
-    why = TransientUriError(f"results store unreachable after retrying for ~30 s: {exc}")
+    if store_fault:
+        why: BaseException = TransientUriError(
+            f"results store unreachable after retrying for ~30 s: {exc}"
+        )
+    else:
+        why = exc
+    tagger = inference.current()
     try:
-        outcomes, _ = pipeline.fail_all(parsed, _tagger().model_id, why)
+        outcomes, _ = pipeline.fail_all(parsed, tagger.model_id if tagger else "unloaded", why)
         _store().record_outcomes(job_id, outcomes)
-    except STORE_FAULTS as again:
-        log.error("job %s: Redis still unreachable (%s); requeueing the chunk", job_id, again)
+    except Exception as again:
+        log.error("job %s: cannot record the chunk's failure (%s); requeueing it", job_id, again)
         raise Reject(again, requeue=True) from again
-    log.error("job %s: %d URIs end as error: %s", job_id, len(parsed), why)
-    return {"job": job_id, "error": len(parsed), "store_fault": str(exc)}
+    with contextlib.suppress(*STORE_FAULTS):  # best effort: the records are what count
+        _ledger().end(job_id, chunk)
+    log.error("job %s: %d URIs end as error: %s", job_id, len(parsed), pipeline.reason(why))
+    return {"job": job_id, "error": len(parsed), "failure": str(exc)}

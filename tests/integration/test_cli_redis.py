@@ -59,3 +59,55 @@ def test_submission_that_fails_midway_keeps_what_was_sent_and_can_finish(
         "broken", [(i, Record(f"u{i}", None, "error", "x", None, "m"), False) for i in range(4)]
     )
     assert job.status().state == "done"
+
+
+@pytest.mark.parametrize("job_id", ["a:records", "has space", "_leading", "x" * 101])
+def test_job_ids_that_would_collide_with_key_names_are_refused(
+    job_id: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], redis_url: str
+) -> None:
+    (tmp_path / "a.jpg").write_bytes(b"x")
+    assert main(["--redis-url", redis_url, "submit", str(tmp_path), "--job", job_id]) == 1
+    assert "bad job id" in capsys.readouterr().err
+
+
+def test_unwritable_output_is_one_line_not_a_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], redis_url: str
+) -> None:
+    (tmp_path / "a.jpg").write_bytes(b"x")
+    assert main(["--redis-url", redis_url, "submit", str(tmp_path), "--job", "out"]) == 0
+    capsys.readouterr()
+    target = str(tmp_path / "missing-dir" / "x.jsonl")
+    assert main(["--redis-url", redis_url, "results", "out", "-o", target]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("bulktag: error: ") and "\n" not in err and "missing-dir" in err
+
+
+def test_a_publish_batch_that_fails_is_not_counted(
+    tmp_path: Path, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from producer.submit import submit as submit_fn
+    from tasks.store import ResultStore, connect
+    from worker.settings import Settings
+
+    module = importlib.import_module("producer.submit")
+    monkeypatch.setattr(module, "PUBLISH_BATCH_URIS", 4)  # 2 chunks of 2 per batch
+    real_send = module._send_chunk
+    calls = []
+
+    def send_then_fail(*args: object, **kwargs: object) -> None:
+        calls.append(1)
+        if len(calls) == 3:  # inside the second batch: kombu drops that whole batch
+            raise ConnectionError("broker connection lost")
+        real_send(*args, **kwargs)
+
+    monkeypatch.setattr(module, "_send_chunk", send_then_fail)
+    uris = [str(tmp_path / f"{i}.jpg") for i in range(10)]
+    settings = Settings.from_env({"BULKTAG_REDIS_URL": redis_url})
+    with pytest.raises(ConnectionError):
+        submit_fn("list", job="half", chunk_size=2, settings=settings, uris=uris)
+    store = ResultStore(connect(redis_url))
+    st = store.status("half")
+    # Only the first batch (4 URIs) was published: the job counts exactly those
+    assert (st.total, st.state) == (4, "running")
+    assert [u for _, u, _ in store.records("half")] == uris[:4]
+    assert store.r.llen("bulktag") == 2  # the two chunk messages that were published

@@ -55,3 +55,20 @@ def test_missing_checkpoint_is_one_clear_line(
 
 def test_parser_builds() -> None:
     assert build_parser().prog == "bulktag"
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["submit", "x", "--chunk-size", "0"],
+        ["jobs", "--limit", "0"],
+        ["retry", "j", "--chunk-size", "-1"],
+    ],
+)
+def test_counts_below_one_are_argument_errors(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    assert "must be >= 1" in capsys.readouterr().err

@@ -72,3 +72,15 @@ def test_result_cache_is_per_model(store: ResultStore) -> None:
     store.cache_top3("m1", {"h1": top})
     assert store.cached_top3("m1", ["h1", "h2"]) == {"h1": top}
     assert store.cached_top3("m2", ["h1"]) == {}
+
+
+def test_late_chunk_of_a_deleted_job_recreates_nothing(store: ResultStore) -> None:
+    # Given a job deleted (e.g. its submission found nothing) while a chunk was running
+    store.create_job("j", 1, "src")
+    enqueue(store, "j", ["a"])
+    store.delete_job("j")
+    # When that chunk's records arrive
+    store.record_outcomes("j", [(0, ok_record("a"), False)])
+    # Then no partial job appears, and the id can be used afresh
+    assert store.r.keys("bulktag:job:j*") == []
+    assert store.create_job("j", 1, "src")
