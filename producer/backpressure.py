@@ -6,6 +6,10 @@ and every waiting chunk message sits in Redis's memory until a worker takes it. 
 (``LLEN``; kombu keeps the queue as a Redis list) before each publish batch and sleeps
 while adding the batch would take it past ``N``. Chunks a worker has taken but not yet
 acknowledged are no longer in the list, so they do not count.
+
+Given the job's store and id, a waiting producer also polls the job's state and stops
+when it is cancelled: with no worker draining the queue it would otherwise wait forever
+("cancelling a job also stops its producer", README).
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ from collections.abc import Callable
 import redis
 
 from tasks import keys
+from tasks.errors import ConfigError
+from tasks.store import ResultStore
 
 
 class QueueGate:
@@ -54,14 +60,29 @@ class QueueGate:
         """Chunk messages waiting in the queue now."""
         return int(self.client.llen(self.key))
 
-    def wait_for_room(self, incoming: int) -> None:
+    def wait_for_room(
+        self, incoming: int, *, store: ResultStore | None = None, job_id: str | None = None
+    ) -> None:
         """Return once ``incoming`` more messages keep the queue within the cap.
 
         ``incoming`` larger than the cap is treated as the cap, so a batch can always go
         once the queue is empty.
+
+        Args:
+            incoming: chunk messages about to be published.
+            store: with ``job_id``, the job's store: checked once per poll while waiting.
+            job_id: the job being submitted; a cancel while waiting ends the wait.
+
+        Raises:
+            ConfigError: the job was cancelled (or deleted) while the producer waited.
         """
         incoming = min(incoming, self.cap)
         while (queued := self.queued()) + incoming > self.cap:
+            if store is not None and job_id is not None:
+                state = store.job_state(job_id)
+                if state in ("cancelled", None):
+                    why = "cancelled" if state else "deleted"
+                    raise ConfigError(f"job {job_id} was {why} while waiting for room in the queue")
             if self.on_wait is not None:
                 self.on_wait(queued)
             started = time.monotonic()

@@ -43,13 +43,23 @@ def looks_like_image(path: Path) -> bool:
 
 
 def walk_folder(root: Path) -> Iterator[str]:
-    """Every image under ``root``, recursively, in a stable (sorted) order."""
-    for dirpath, dirnames, filenames in os.walk(root):
+    """Every image under ``root``, recursively, in a stable (sorted) order.
+
+    Raises:
+        ConfigError: a folder under ``root`` cannot be listed. ``os.walk`` would skip it
+            silently, and a job missing a whole folder of images looks complete.
+    """
+    for dirpath, dirnames, filenames in os.walk(root, onerror=_unreadable_folder):
         dirnames.sort()
         for name in sorted(filenames):
             path = Path(dirpath, name)
             if path.is_file() and looks_like_image(path):
                 yield str(path.absolute())
+
+
+def _unreadable_folder(exc: OSError) -> None:
+    """``os.walk``'s error hook: fail the walk instead of skipping the folder."""
+    raise ConfigError(f"cannot read folder {exc.filename}: {exc.strerror or exc}") from exc
 
 
 def read_list(stream: TextIO) -> Iterator[str]:

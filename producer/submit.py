@@ -110,7 +110,7 @@ def submit(
             stream = iter_sources(sources, settings=settings) if uris is None else uris
             for batch in chunked(chunked(stream, size), per_batch):
                 if gate is not None:
-                    gate.wait_for_room(len(batch))
+                    gate.wait_for_room(len(batch), store=store, job_id=job_id)
                 pipe = store.r.pipeline(transaction=True)
                 for chunk in batch:
                     store.add_chunk(pipe, job_id, chunk)

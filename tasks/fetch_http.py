@@ -207,7 +207,11 @@ def _read_body(resp: urllib3.BaseHTTPResponse, settings: Settings, deadline: flo
     if length.isdigit() and int(length) > cap:
         raise TooLarge(f"Content-Length is {length} bytes, over the {cap}-byte limit")
     body = bytearray()
-    for part in resp.stream(READ_SIZE):
+    # read1, not stream()/read(): those loop until a full READ_SIZE arrives, so a server
+    # dripping a byte at a time (each within the read timeout) would never reach the
+    # deadline check. read1 returns whatever one socket read brings, so the deadline is
+    # checked at least once per read timeout.
+    while part := resp.read1(READ_SIZE):
         body += part
         if len(body) > cap:
             raise TooLarge(f"body is over the {cap}-byte limit")

@@ -15,6 +15,7 @@ next group, so both lanes end a chunk within a few images of each other.
 
 from __future__ import annotations
 
+import concurrent.futures
 import math
 import threading
 from collections.abc import Callable, Sequence
@@ -98,9 +99,13 @@ def tag_contents(
     run_forward = forward or tagger.top3_batch
     pending = iter(groups)
     lock = threading.Lock()
+    # Set by a lane whose forward failed: the chunk is lost, so the other lanes take no
+    # more groups. Without it they would keep forwarding after this call had raised and
+    # overlap the next chunk's lanes, oversubscribing the cores.
+    stop = threading.Event()
 
     def lane() -> None:
-        while True:
+        while not stop.is_set():
             with lock:
                 group = next(pending, None)
             if group is None:
@@ -115,13 +120,23 @@ def tag_contents(
                 else:
                     keys.append(digest)
                     crops.append(result)
-            if crops:
+            if crops and not stop.is_set():  # another lane failed while this one decoded
                 batch = normalize(crops, tagger.device)  # uint8 crops cross to a GPU
                 del crops  # the uint8 crops are not needed during the forward
                 for digest, top in zip(keys, run_forward(batch), strict=True):
                     fresh[digest] = top
 
-    futures = [pool.submit(lane) for _ in range(min(max(1, lanes), len(groups)))]
+    def guarded_lane() -> None:
+        try:
+            lane()
+        except BaseException:
+            stop.set()
+            raise
+
+    futures = [pool.submit(guarded_lane) for _ in range(min(max(1, lanes), len(groups)))]
+    # Every lane has ended before a failure is re-raised: nothing of this chunk still
+    # runs when the caller moves on.
+    concurrent.futures.wait(futures)
     for future in futures:
         future.result()  # re-raises a lane's forward failure
     return fresh, failures

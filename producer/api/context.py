@@ -15,6 +15,7 @@ from tasks.store import ResultStore, connect
 from worker.settings import Settings
 
 THUMB_CONCURRENCY = 4  # decodes at once: the API must not starve workers on the same host
+THUMB_WAIT_SECONDS = 10.0  # longest a request waits for a slot before answering 503
 
 
 class ApiContext:

@@ -7,16 +7,15 @@ blocking Redis client and the short wait of a submission.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from itertools import islice
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Response, status
 from fastapi.responses import StreamingResponse
 
 from producer.api.auth import require_token
-from producer.api.context import ApiContext, context
+from producer.api.context import THUMB_WAIT_SECONDS, ApiContext, context
 from producer.api.policy import check_source, check_uris
+from producer.api.record_pages import record_page
 from producer.api.schemas import (
     Health,
     JobList,
@@ -31,6 +30,7 @@ from producer.job import Job
 from producer.submit import new_job_id
 from tasks.errors import (
     BulktagError,
+    JobExists,
     JobNotFound,
     NotAllowed,
     NotFound,
@@ -89,7 +89,10 @@ def create_job(body: JobRequest, ctx: Ctx, response: Response) -> dict[str, Any]
     job_id = body.job or new_job_id()
     if ctx.store.job_state(job_id) is not None:
         raise HTTPException(status.HTTP_409_CONFLICT, f"job {job_id!r} already exists")
-    ctx.submissions.start(sources, job_id, body.chunk_size)
+    try:
+        ctx.submissions.start(sources, job_id, body.chunk_size)
+    except JobExists:  # a racing request created it between the check above and now
+        raise HTTPException(status.HTTP_409_CONFLICT, f"job {job_id!r} already exists") from None
     result = _status(ctx, job_id)
     if body.webhook_url:
         ctx.webhooks.watch(job_id, body.webhook_url)
@@ -161,14 +164,12 @@ def job_records(
     """A page of the job's URIs with their index (for thumbnails) and outcome.
 
     ``offset`` counts URIs in submission order; with ``only``, the page holds the next
-    ``limit`` URIs of that status at or after ``offset``.
+    ``limit`` URIs of that status at or after ``offset``. One request looks at no more
+    than 5,000 URIs (``record_pages.SCAN_CAP``), so a filtered page may be short (even
+    empty) while ``next_offset`` is not null: request again from there to carry on.
     """
-    _status(ctx, job_id)
-    items = _record_items(ctx, job_id, offset, only)
-    page = list(islice(items, limit + 1))
-    more = len(page) > limit
-    page = page[:limit]
-    next_offset = page[-1]["index"] + 1 if more and page else None
+    total = _status(ctx, job_id)["total"]
+    page, next_offset = record_page(ctx.store, job_id, total, offset, limit, only)
     return {
         "job": job_id,
         "offset": offset,
@@ -176,25 +177,6 @@ def job_records(
         "items": page,
         "next_offset": next_offset,
     }
-
-
-def _record_items(
-    ctx: ApiContext, job_id: str, offset: int, only: str | None
-) -> Iterator[dict[str, Any]]:
-    for index, uri, record in ctx.store.records(job_id):
-        if index < offset:
-            continue
-        item = (
-            {"index": index, **record.to_dict()}
-            if record
-            else {
-                "index": index,
-                "uri": uri,
-                "status": "pending",
-            }
-        )
-        if only is None or item["status"] == only:
-            yield item
 
 
 @jobs.get(
@@ -206,6 +188,7 @@ def _record_items(
         404: {"description": "No such job, index or object"},
         422: {"description": "The object is not a decodable image or too large"},
         502: {"description": "A transient fault fetching the object"},
+        503: {"description": "Every thumbnail slot stayed busy; retry later"},
     },
 )
 def job_thumbnail(job_id: JobId, index: Annotated[int, Path(ge=0)], ctx: Ctx) -> Response:
@@ -214,9 +197,16 @@ def job_thumbnail(job_id: JobId, index: Annotated[int, Path(ge=0)], ctx: Ctx) ->
     uri = ctx.store.job_uri(job_id, index)
     if uri is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"job {job_id} has no URI #{index}")
+    # A bounded wait: a burst of slow thumbnails (big remote objects) must not park every
+    # thread of FastAPI's pool on the semaphore and stall the other routes behind them.
+    if not ctx.thumb_slots.acquire(timeout=THUMB_WAIT_SECONDS):
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            f"thumbnail renderer busy: no free slot within {THUMB_WAIT_SECONDS:g}s; retry later",
+            headers={"Retry-After": "5"},
+        )
     try:
-        with ctx.thumb_slots:
-            data = render_thumbnail(uri, ctx.settings)
+        data = render_thumbnail(uri, ctx.settings)
     except NotAllowed as exc:
         raise HTTPException(status.HTTP_403_FORBIDDEN, str(exc)) from None
     except NotFound as exc:
@@ -225,6 +215,8 @@ def job_thumbnail(job_id: JobId, index: Annotated[int, Path(ge=0)], ctx: Ctx) ->
         raise HTTPException(status.HTTP_502_BAD_GATEWAY, str(exc)) from None
     except UriError as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
+    finally:
+        ctx.thumb_slots.release()
     # A job's URI list never changes, so the browser may keep the thumbnail.
     return Response(
         data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"}

@@ -6,7 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-JOB_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
+from tasks.keys import JOB_ID_PATTERN  # one rule for the CLI, the API and the contract
+
 MAX_URIS_PER_REQUEST = 100_000
 
 
@@ -47,7 +48,7 @@ class JobRequest(BaseModel):
 
 
 class JobStatusBody(BaseModel):
-    """A job's progress: the fields of ``bulktag status --json``, plus ``submit_error``."""
+    """A job's progress: the fields of ``bulktag status --json`` without ``health``."""
 
     model_config = ConfigDict(extra="allow")
 
@@ -96,7 +97,10 @@ class RecordPage(BaseModel):
     offset: int
     limit: int
     items: list[RecordItem]
-    next_offset: int | None = Field(description="Offset of the next page; null at the end.")
+    next_offset: int | None = Field(
+        description="Offset to request next; null at the end. A filtered page may be short, "
+        "even empty, with a next_offset: each request scans at most 5,000 URIs."
+    )
 
 
 class ModelInfo(BaseModel):
@@ -116,5 +120,10 @@ class Health(BaseModel):
 
 
 def status_body(status: dict[str, Any], submit_error: str | None) -> dict[str, Any]:
-    """``status --json``'s dict plus ``submit_error`` (null unless enumeration stopped)."""
-    return {**status, "submit_error": submit_error or status.get("submit_error")}
+    """``status --json``'s dict plus ``submit_error`` (null unless enumeration stopped).
+
+    The job hash's ``submit_error`` wins: every API process and ``bulktag status`` see
+    it, and it says how many URIs were sent. This process's own ``submit_error`` fills
+    in when the hash has none (the submission stopped because the job was cancelled).
+    """
+    return {**status, "submit_error": status.get("submit_error") or submit_error}

@@ -3,8 +3,10 @@
 Enumerating a big source (an S3 prefix of millions of keys) takes minutes, far longer
 than an HTTP client should wait. The request waits a moment, so a small job or a bad
 source is answered at once, then returns the job id while the thread goes on. A
-failure after the job was created is remembered (``error``) and shown in its status;
-the job is cancelled so it still ends and its webhook still fires.
+failure after the job was created is remembered (``error``) and shown in its status.
+``submit`` itself ends such a job (it keeps the URIs already sent, which must still be
+tagged); only a job left ``enumerating`` is cancelled here, so it still ends and its
+webhook still fires. A job this thread did not create is never touched.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import time
 from collections import OrderedDict
 
 from producer.submit import submit
-from tasks.errors import BulktagError
+from tasks.errors import BulktagError, JobExists
 from tasks.store import ResultStore
 from worker.settings import Settings
 
@@ -53,6 +55,7 @@ class Submissions:
         """Submit ``sources`` as ``job_id``; return once the job exists (or has failed).
 
         Raises:
+            JobExists: another request or producer created ``job_id`` first.
             BulktagError: the submission failed before the job was created, or it failed
                 and left no job behind (a missing source, nothing found, Redis down).
         """
@@ -61,6 +64,10 @@ class Submissions:
         def run() -> None:
             try:
                 submit(sources, job=job_id, chunk_size=chunk_size, settings=self.settings)
+            except JobExists as exc:
+                # A racing request won this id: its job is not ours to cancel or to
+                # annotate, so nothing is remembered either; this request answers 409.
+                failure.append(exc)
             except BulktagError as exc:
                 failure.append(exc)
                 self._give_up(job_id, str(exc))
@@ -77,14 +84,25 @@ class Submissions:
             if time.monotonic() > deadline:
                 raise BulktagError(f"job {job_id} was not created within {JOB_CREATE_WAIT:g}s")
             time.sleep(0.05)
+        if failure and isinstance(failure[0], JobExists):
+            raise failure[0]
         if failure and self.store.job_state(job_id) is None:
             raise failure[0]
 
     def _give_up(self, job_id: str, message: str) -> None:
-        """Remember why; cancel a partly enumerated job so it still finishes."""
+        """Remember why; cancel the job only if it was left ``enumerating``.
+
+        ``submit`` ends a job that failed midway with ``abort_enumeration`` (state
+        ``running``, the URIs actually sent still to be tagged, ``submit_error`` in its
+        hash), so cancelling a running job would throw that work away. A job still
+        enumerating means that clean-up failed too (Redis blinked): cancel it so it
+        ends, and keep the reason in its hash for every API process to show.
+        """
         self._remember(job_id, message)
         try:
-            if self.store.job_state(job_id) in ("enumerating", "running"):
+            if self.store.job_state(job_id) == "enumerating":
+                if not self.store.job_field(job_id, "submit_error"):
+                    self.store.annotate_job(job_id, submit_error=message[:500])
                 self.store.cancel_job(job_id)
         except BulktagError:
             pass

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -111,3 +112,38 @@ def test_a_publish_batch_that_fails_is_not_counted(
     assert (st.total, st.state) == (4, "running")
     assert [u for _, u, _ in store.records("half")] == uris[:4]
     assert store.r.llen("bulktag") == 2  # the two chunk messages that were published
+
+
+def test_cancel_stops_a_producer_waiting_for_queue_room(tmp_path: Path, redis_url: str) -> None:
+    import threading
+
+    from producer.submit import submit as submit_fn
+    from tasks.errors import ConfigError
+    from tasks.store import ResultStore, connect
+    from worker.settings import Settings
+
+    # Given a producer held by --max-queued 1 with no worker draining the queue
+    settings = Settings.from_env({"BULKTAG_REDIS_URL": redis_url})
+    uris = [str(tmp_path / f"{i}.jpg") for i in range(10)]
+    raised: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            submit_fn("list", job="held", chunk_size=2, settings=settings, uris=uris, max_queued=1)
+        except BaseException as exc:
+            raised.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    store = ResultStore(connect(redis_url))
+    deadline = time.monotonic() + 10
+    while store.r.llen("bulktag") < 1:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    # When the job is cancelled
+    store.cancel_job("held")
+    # Then the producer stops promptly with a clear error instead of waiting forever
+    thread.join(10)
+    assert not thread.is_alive()
+    assert len(raised) == 1 and isinstance(raised[0], ConfigError)
+    assert "cancelled" in str(raised[0])

@@ -33,6 +33,7 @@ from worker.settings import Settings
 
 CAP = 200_000  # byte cap for these tests; every good image is far below it
 SLOW = 1.5  # seconds the slow route stalls; the read timeout below is 0.4 s
+DRIP = 0.2  # seconds between the drip route's bytes: well inside the read timeout
 
 
 def jpeg(width: int, height: int) -> bytes:
@@ -90,6 +91,13 @@ class Handler(BaseHTTPRequestHandler):
         elif path == "/slow.jpg":
             time.sleep(SLOW)
             self.send(200, self.server.images["/img/0.jpg"])
+        elif path == "/drip.jpg":  # one byte every DRIP s: each read beats the read timeout
+            self.send_response(200)
+            self.send_header("Content-Length", "50")
+            self.end_headers()
+            for _ in range(50):
+                self.wfile.write(b"\xff")
+                time.sleep(DRIP)
         elif path == "/huge-declared.jpg":
             self.send(200, b"\xff" * (CAP + 1))
         elif path == "/huge-streamed.jpg":  # no Content-Length: only counting can stop it
@@ -178,6 +186,21 @@ def test_a_response_slower_than_the_read_timeout_is_abandoned(
         fetch_bytes(server.url("/slow.jpg"), settings)
     assert time.monotonic() - started < 2 * SLOW  # did not wait the server out
     assert server.hits["/slow.jpg"] == 2
+
+
+def test_a_slow_drip_body_is_cut_off_at_the_fetch_deadline(
+    server: PhotoServer, trusted: Settings
+) -> None:
+    # Given a server that keeps every read alive (a byte per DRIP s, read timeout 0.4 s)
+    # but would take 10 s to send its 50 bytes, and a 1 s deadline per attempt
+    settings = replace(trusted, fetch_deadline=1.0, fetch_attempts=1)
+    started = time.monotonic()
+    # When the URI is fetched
+    with pytest.raises(TransientUriError, match=r"longer than 1s \(BULKTAG_FETCH_DEADLINE\)"):
+        fetch_bytes(server.url("/drip.jpg"), settings)
+    # Then the deadline, not the server, ended the download
+    assert time.monotonic() - started < 2.0
+    assert server.hits["/drip.jpg"] == 1
 
 
 def test_bodies_past_the_byte_cap_are_refused(server: PhotoServer, trusted: Settings) -> None:

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import redis
 
+from producer.backpressure import QueueGate
 from producer.submit import PUBLISH_BATCH_URIS, submit
 from tasks import keys
 from tasks.errors import ConfigError
@@ -156,6 +157,36 @@ def test_cancelling_a_job_stops_its_blocked_producer(
     assert isinstance(outcome.get("error"), ConfigError)
     assert "cancelled" in str(outcome["error"])
     assert ResultStore(redis_client).status("doomed").total < 1_000
+
+
+def test_a_cancel_ends_the_wait_for_room_with_no_worker_draining(
+    redis_url: str, redis_client: redis.Redis
+) -> None:
+    # Given a producer's gate blocked on a full queue that nothing consumes
+    store = ResultStore(redis_client)
+    assert store.create_job("stuck", 10, "test")
+    redis_client.rpush(keys.broker_queue(QUEUE), "m1", "m2", "m3")
+    gate = QueueGate(redis_client, QUEUE, 3, poll=0.05)
+    outcome: dict[str, Exception] = {}
+
+    def wait() -> None:
+        try:
+            gate.wait_for_room(1, store=store, job_id="stuck")
+        except Exception as exc:
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=wait, daemon=True)
+    thread.start()
+    time.sleep(0.3)
+    assert thread.is_alive()
+    # When the job is cancelled, the queue still full
+    store.cancel_job("stuck")
+    thread.join(5)
+    # Then the wait ends at once with the reason, and the queue is as it was
+    assert not thread.is_alive()
+    assert isinstance(outcome.get("error"), ConfigError)
+    assert "stuck was cancelled while waiting" in str(outcome["error"])
+    assert redis_client.llen(keys.broker_queue(QUEUE)) == 3
 
 
 def test_a_negative_cap_is_refused_before_the_job_exists(

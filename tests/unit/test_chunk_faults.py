@@ -32,7 +32,9 @@ def store(monkeypatch: pytest.MonkeyPatch) -> ResultStore:
     store.finish_enumeration("j")
     monkeypatch.setattr(tag, "_store", lambda: store)
     monkeypatch.setattr(tag, "_ledger", lambda: ChunkLedger(store.r))
-    monkeypatch.setattr(tag, "_tagger", lambda: SimpleNamespace(model_id="resnet18-test"))
+    monkeypatch.setattr(
+        tag, "_tagger", lambda: SimpleNamespace(model_id="resnet18-test", forward_batches=0)
+    )
     return store
 
 

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
+import io
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
+from PIL import Image
 
 from producer.cli import build_parser
 from producer.samples import build_corpus
@@ -116,6 +122,70 @@ def test_lanes_tag_good_contents_and_isolate_bad_ones(
         )
     for key, top in again.items():
         assert [t["index"] for t in top] == [t["index"] for t in fresh[key]]
+
+
+class NumberedLanes(ThreadPoolExecutor):
+    """A pool that tells each lane its submission order (in ``LANE.number``)."""
+
+    def __init__(self, workers: int) -> None:
+        super().__init__(workers)
+        self.submitted = 0
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        number, self.submitted = self.submitted, self.submitted + 1
+
+        def numbered() -> Any:
+            LANE.number = number
+            return fn(*args, **kwargs)
+
+        return super().submit(numbered)
+
+
+LANE = threading.local()
+
+
+def test_a_failing_forward_stops_every_lane_before_the_error_is_raised(
+    dev_weights: Path,
+) -> None:
+    # Given 40 small images (10 groups on 2 lanes) and a forward that fails on the first
+    # submitted lane (the future tag_contents looks at first) while the other lane is in
+    # the middle of a slow forward
+    tagger = Tagger.from_checkpoint(load_checkpoint(dev_weights))
+    contents = []
+    for i in range(40):
+        out = io.BytesIO()
+        Image.new("RGB", (64, 48), (i, 2 * i, 3 * i)).save(out, "JPEG")
+        contents.append((f"h{i}", out.getvalue()))
+    starts: list[float] = []
+    other_lane_forwarding = threading.Event()
+
+    def forward(batch: torch.Tensor) -> list[list[dict[str, Any]]]:
+        if LANE.number == 0:
+            other_lane_forwarding.wait(timeout=10)
+            raise RuntimeError("model fault")
+        starts.append(time.monotonic())
+        other_lane_forwarding.set()
+        time.sleep(0.1)
+        return [[{"label": "x", "index": 0, "score": 1.0}]] * len(batch)
+
+    with NumberedLanes(2) as pool:
+        # When the chunk's lanes run
+        with pytest.raises(RuntimeError, match="model fault"):
+            tag_contents(
+                contents,
+                tagger=tagger,
+                pool=pool,
+                lanes=2,
+                batch_size=4,
+                max_pixels=MAX_PIXELS,
+                forward=forward,
+            )
+        raised_at = time.monotonic()
+        time.sleep(0.3)  # room for an orphaned lane to start more forwards
+    # Then no forward started after the error reached the caller, and the healthy lane
+    # stopped taking groups instead of working through the other eight
+    assert starts and all(t < raised_at for t in starts)
+    assert len(starts) <= 2
 
 
 def test_worker_flags_parse() -> None:

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 from tasks.errors import ConfigError
-from worker.settings import DEFAULT_REDIS_URL, Settings, auto_concurrency
+from worker.settings import (
+    DEFAULT_REDIS_URL,
+    Settings,
+    auto_concurrency,
+    available_cores,
+    cgroup_cpu_quota,
+)
 
 
 def test_defaults() -> None:
@@ -52,3 +59,36 @@ def test_auto_concurrency_never_oversubscribes() -> None:
         processes = auto_concurrency(cores)
         assert processes >= 1
         assert processes * max(1, cores // processes) <= cores
+
+
+@pytest.mark.parametrize(
+    ("cpu_max", "cores"),
+    [("400000 100000", 4), ("150000 100000", 2), ("50000 100000", 1), ("max 100000", None)],
+)
+def test_cgroup_v2_cpu_max_sets_the_quota(tmp_path: Path, cpu_max: str, cores: int | None) -> None:
+    (tmp_path / "cpu.max").write_text(cpu_max + "\n")
+    assert cgroup_cpu_quota(tmp_path) == cores
+
+
+@pytest.mark.parametrize(("quota", "cores"), [("200000", 2), ("250000", 3), ("-1", None)])
+def test_cgroup_v1_cfs_files_set_the_quota(tmp_path: Path, quota: str, cores: int | None) -> None:
+    cpu = tmp_path / "cpu,cpuacct"
+    cpu.mkdir()
+    (cpu / "cpu.cfs_quota_us").write_text(quota + "\n")
+    (cpu / "cpu.cfs_period_us").write_text("100000\n")
+    assert cgroup_cpu_quota(tmp_path) == cores
+
+
+def test_available_cores_is_the_affinity_capped_by_the_quota(tmp_path: Path) -> None:
+    affinity = len(os.sched_getaffinity(0))
+    # no cgroup files at all, or "max": the affinity decides
+    assert cgroup_cpu_quota(tmp_path) is None
+    assert available_cores(tmp_path) == affinity
+    (tmp_path / "cpu.max").write_text("max 100000\n")
+    assert available_cores(tmp_path) == affinity
+    # a one-core limit (docker --cpus 1) wins over any affinity
+    (tmp_path / "cpu.max").write_text("100000 100000\n")
+    assert available_cores(tmp_path) == 1
+    # a limit above the affinity does not add cores
+    (tmp_path / "cpu.max").write_text(f"{(affinity + 8) * 100000} 100000\n")
+    assert available_cores(tmp_path) == affinity

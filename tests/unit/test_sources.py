@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import io
+import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -47,6 +50,53 @@ def test_missing_sources_raise_clear_errors(tmp_path: Path) -> None:
         list(iter_source(str(tmp_path / "nope")))
     with pytest.raises(ConfigError, match="list file not found"):
         list(iter_source(f"@{tmp_path / 'nope.txt'}"))
+
+
+def unreadable_tree(tmp_path: Path) -> Path:
+    """``root/a.jpg`` and ``root/locked/b.jpg``, the folder ``locked`` mode 000."""
+    root = tmp_path / "root"
+    (root / "locked").mkdir(parents=True)
+    (root / "a.jpg").write_bytes(JPEG_MAGIC)
+    (root / "locked" / "b.jpg").write_bytes(JPEG_MAGIC)
+    (root / "locked").chmod(0)
+    return root
+
+
+@pytest.mark.skipif(
+    hasattr(os, "geteuid") and os.geteuid() == 0, reason="root reads a mode-000 folder"
+)
+def test_an_unreadable_folder_fails_the_walk(tmp_path: Path) -> None:
+    # Given a folder the producer may not list
+    root = unreadable_tree(tmp_path)
+    try:
+        # Then walking it raises and names the folder instead of skipping its images
+        with pytest.raises(ConfigError, match=f"cannot read folder {root / 'locked'}: "):
+            list(iter_source(str(root)))
+    finally:
+        (root / "locked").chmod(0o755)
+
+
+def test_a_listing_error_fails_the_walk_even_as_root(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a folder whose listing fails (root ignores mode 000, so the OS error that
+    # os.walk reports through its onerror hook is raised here by os.scandir itself)
+    root = unreadable_tree(tmp_path)
+    locked = root / "locked"
+    real_scandir = os.scandir
+
+    def scandir(path: Any) -> Any:
+        if Path(path) == locked:
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(locked))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    try:
+        # Then the walk stops with the folder and the reason, not a silent skip
+        with pytest.raises(ConfigError, match=f"cannot read folder {locked}: Permission denied"):
+            list(iter_source(str(root)))
+    finally:
+        locked.chmod(0o755)
 
 
 def test_chunking_streams_without_materialising() -> None:

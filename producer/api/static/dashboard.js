@@ -210,9 +210,20 @@ async function loadErrors(jobId, errorCount) {
   if (!errorCount) return;
   const list = $("error-list");
   if (list.childElementCount >= Math.min(errorCount, 50) && list.dataset.job === jobId) return;
-  const page = await api(`/jobs/${encodeURIComponent(jobId)}/records?only=error&limit=50`);
+  // Each request scans a window of the job, so errors further on take more pages: follow
+  // next_offset until 50 are shown, for at most 20 requests (100,000 URIs) per refresh.
+  const items = [];
+  let offset = 0;
+  for (let calls = 0; calls < 20 && offset !== null && items.length < 50; calls++) {
+    const page = await api(
+      `/jobs/${encodeURIComponent(jobId)}/records?only=error&limit=${50 - items.length}&offset=${offset}`,
+    );
+    if (jobId !== state.selected) return;
+    items.push(...page.items);
+    offset = page.next_offset;
+  }
   list.dataset.job = jobId;
-  list.replaceChildren(...page.items.map((item) => {
+  list.replaceChildren(...items.map((item) => {
     const li = el("li");
     li.append(el("span", "uri", item.uri), el("span", "reason", item.error));
     return li;
