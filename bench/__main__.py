@@ -224,7 +224,7 @@ def render(
             "dedupe); its top-3 are the reference for the agreement rows. (2) and (3) run "
             "the worker's own code in one process with no Redis or Celery; (3) counts the "
             "corpus images the unique ones stand for, as (4) does. (4) and (5) are wall "
-            "times of the `bulktag submit --wait` command, Python start-up and its 0.5 s "
+            "times of the `bulktag submit --wait` command, Python start-up and its "
             "progress polling included; job time runs from the job's creation in Redis to "
             "its last record. CPU ms: user+system time per corpus image, which other "
             "processes on the machine disturb less than wall time. Memory: VmHWM (peak "

@@ -30,7 +30,7 @@ class Submission:
     """One ``bulktag submit --wait`` of the corpus."""
 
     images: int
-    wall_seconds: float  # the command, Python start-up and 0.5 s progress polling included
+    wall_seconds: float  # the command, Python start-up and progress polling (<= 0.1 s) included
     job_seconds: float  # job created in Redis -> last record stored
     ok: int
     deduped: int
