@@ -11,7 +11,7 @@ from pathlib import Path
 from tasks.errors import ConfigError
 from tasks.inference import check_precision
 from tasks.store import connect
-from weights.checkpoint import read_pin, verify_file
+from weights.checkpoint import load_checkpoint
 from weights.fetch import UNTRAINED_WARNING
 from worker.settings import Settings
 
@@ -31,7 +31,9 @@ def start_worker(
     Raises:
         WeightsError, StoreUnavailable: before anything is started.
     """
-    verify_file(settings.weights, settings.weights_sha256)
+    # One verified load (sha256 pin, weights_only) both refuses a bad checkpoint before
+    # anything starts and tells whether to warn that the weights are untrained.
+    trained = load_checkpoint(settings.weights, settings.weights_sha256).trained
     check_precision(settings.precision, settings.device)  # one line now, not a crash per child
     connect(settings.redis_url).close()
     if settings.device == "cuda":
@@ -54,7 +56,7 @@ def start_worker(
         env["BULKTAG_WEIGHTS_SHA256"] = settings.weights_sha256
     os.environ.update(env)
     metrics_dir, created = prepare_metrics_dir(settings.metrics_dir)
-    if _untrained(settings):
+    if not trained:
         print(f"WARNING: {settings.weights}: {UNTRAINED_WARNING}", flush=True)
 
     import worker.logs  # noqa: F401  # connects the log format before Celery sets up logging
@@ -109,11 +111,3 @@ def _require_cuda() -> None:
             "BULKTAG_DEVICE=cuda but torch sees no CUDA device "
             "(a CPU-only torch build, or no GPU visible to this container)"
         )
-
-
-def _untrained(settings: Settings) -> bool:
-    """Peek at the checkpoint's meta to warn at start-up (loads it; cheap for ResNet-18)."""
-    from weights.checkpoint import load_checkpoint
-
-    pin = settings.weights_sha256 or read_pin(settings.weights)
-    return not load_checkpoint(settings.weights, pin).trained
