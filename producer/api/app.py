@@ -7,7 +7,7 @@ an unknown job is 404, a refused source 403, a bad request 400, Redis down 503.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -72,31 +72,28 @@ def create_api(settings: Settings | None = None) -> FastAPI:
     def dashboard() -> FileResponse:
         return FileResponse(STATIC / "index.html")
 
-    @app.exception_handler(JobNotFound)
-    def _not_found(_: Request, exc: JobNotFound) -> JSONResponse:
-        return _error(status.HTTP_404_NOT_FOUND, str(exc))
-
-    @app.exception_handler(NotAllowed)
-    def _not_allowed(_: Request, exc: NotAllowed) -> JSONResponse:
-        return _error(status.HTTP_403_FORBIDDEN, str(exc))
-
-    @app.exception_handler(ConfigError)
-    def _bad_request(_: Request, exc: ConfigError) -> JSONResponse:
-        return _error(status.HTTP_400_BAD_REQUEST, str(exc))
-
-    @app.exception_handler(StoreUnavailable)
-    def _store_down(_: Request, exc: StoreUnavailable) -> JSONResponse:
-        return _error(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc))
-
-    @app.exception_handler(BulktagError)
-    def _other(_: Request, exc: BulktagError) -> JSONResponse:
-        return _error(status.HTTP_500_INTERNAL_SERVER_ERROR, str(exc))
-
-    @app.exception_handler(redis.RedisError)
-    def _redis_error(_: Request, exc: redis.RedisError) -> JSONResponse:
-        return _error(status.HTTP_503_SERVICE_UNAVAILABLE, f"Redis: {exc}")
+    for exc_type, (code, prefix) in ERROR_STATUS.items():
+        app.add_exception_handler(exc_type, _error_handler(code, prefix))
 
     return app
+
+
+# HTTP status for each error raised on purpose; Starlette picks the most specific class.
+ERROR_STATUS: dict[type[Exception], tuple[int, str]] = {
+    JobNotFound: (status.HTTP_404_NOT_FOUND, ""),
+    NotAllowed: (status.HTTP_403_FORBIDDEN, ""),
+    ConfigError: (status.HTTP_400_BAD_REQUEST, ""),
+    StoreUnavailable: (status.HTTP_503_SERVICE_UNAVAILABLE, ""),
+    BulktagError: (status.HTTP_500_INTERNAL_SERVER_ERROR, ""),
+    redis.RedisError: (status.HTTP_503_SERVICE_UNAVAILABLE, "Redis: "),
+}
+
+
+def _error_handler(code: int, prefix: str) -> Callable[[Request, Exception], JSONResponse]:
+    def handle(_: Request, exc: Exception) -> JSONResponse:
+        return _error(code, f"{prefix}{exc}")
+
+    return handle
 
 
 def serve(host: str, port: int, settings: Settings | None = None) -> None:
