@@ -22,15 +22,21 @@ install: $(STAMP)
 
 # Tests and the demo start their own redis-server; install the binary if it is missing.
 redis-binary:
-	@bash scripts/ensure-redis-server.sh
+	@bash scripts/ensure-debian-packages.sh --required --commands redis-server \
+	    --why "tests and the demo start private redis-servers (macOS: brew install redis)" \
+	    redis-server
 
 # The dashboard test drives Debian's headless chromium (never `playwright install`).
 browser:
-	@bash scripts/ensure-chromium.sh
+	@bash scripts/ensure-debian-packages.sh --commands "chromium chromedriver" \
+	    --why "the dashboard test drives headless chromium (skipped without it, fails under CI)" \
+	    chromium chromium-driver
 
 # `docker-compose config` validates docker-compose.yml in the tests (no engine needed).
 compose-binary:
-	@bash scripts/ensure-docker-compose.sh
+	@bash scripts/ensure-debian-packages.sh --commands docker-compose \
+	    --why "tests validate docker-compose.yml with docker-compose config (no engine needed)" \
+	    docker-compose
 
 test: install redis-binary browser compose-binary
 	$(BIN)/python -m pytest
@@ -74,6 +80,8 @@ api: install
 
 # Validate docker-compose.yml without a Docker engine (Debian's docker-compose package).
 compose-check:
-	@bash scripts/ensure-docker-compose.sh
+	@bash scripts/ensure-debian-packages.sh --commands docker-compose \
+	    --why "tests validate docker-compose.yml with docker-compose config (no engine needed)" \
+	    docker-compose
 	REDIS_PASSWORD=ci-check FLOWER_BASIC_AUTH=ci:check docker-compose config -q
 	@echo "docker-compose.yml is valid"

@@ -1,7 +1,7 @@
 """Headless Chromium for dashboard tests: Debian's ``chromium`` driven by Playwright.
 
 We never run ``playwright install``: the browser is the distribution's package
-(``scripts/ensure-chromium.sh`` installs it), so the test runs offline. Under
+(``make browser`` installs it), so the test runs offline. Under
 ``CI=true`` a missing browser fails the test instead of skipping it.
 """
 
@@ -30,7 +30,7 @@ def need_chromium() -> str:
     path = path or shutil.which("chromium")
     problem = None
     if path is None:
-        problem = "chromium not installed (bash scripts/ensure-chromium.sh)"
+        problem = "chromium not installed (make browser)"
     else:
         try:
             import playwright.sync_api  # noqa: F401
