@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import redis
@@ -209,6 +209,8 @@ def cmd_weights(args: argparse.Namespace) -> int:
     elif args.weights_cmd == "dev-untrained":
         digest = fetch.write_untrained(dest, seed=args.seed)
         print(f"WARNING: {fetch.UNTRAINED_WARNING}", file=sys.stderr)
+    elif args.weights_cmd == "calibrate":
+        return _calibrate(args, dest)
     else:  # show
         from weights.checkpoint import load_checkpoint
 
@@ -218,6 +220,56 @@ def cmd_weights(args: argparse.Namespace) -> int:
     from weights.checkpoint import model_id_for
 
     print(f"wrote {dest} (sha256 {digest}, model id {model_id_for(digest)})")
+    return 0
+
+
+def _calibration_files(paths: Sequence[str], count: int) -> list[Path]:
+    """Up to ``count`` image files from files and folders, spread evenly over them."""
+    from producer.sources import looks_like_image
+
+    files: list[Path] = []
+    for raw in paths:
+        path = Path(raw).expanduser()
+        if path.is_dir():
+            files += sorted(p for p in path.rglob("*") if p.is_file() and looks_like_image(p))
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise SystemExit(f"bulktag: error: no such file or folder: {path}")
+    step = max(1, len(files) // count)
+    return files[::step][:count]
+
+
+def _calibrate(args: argparse.Namespace, weights: Path) -> int:
+    """``bulktag weights calibrate``: observe activations on photos, save for int8 workers."""
+    from tasks.quantize import calibrate_images, calibration_path, write_calibration
+    from weights.checkpoint import load_checkpoint
+
+    settings = Settings.from_env()
+    ckpt = load_checkpoint(weights, settings.weights_sha256)
+    out = Path(args.calibration).expanduser() if args.calibration else calibration_path(weights)
+    if args.images:
+        files = _calibration_files(args.images, args.count)
+        source = f"{len(files)} files from {', '.join(args.images)}"
+        photos: Iterator[bytes] = (f.read_bytes() for f in files)
+    else:
+        try:
+            from producer.samples import calibration_photos
+        except ImportError:
+            raise SystemExit(
+                "bulktag: error: the default calibration photos need scikit-image "
+                "(pip install -e '.[dev]'); or pass --images with photos like yours"
+            ) from None
+        source = f"{args.count} packaged sample photos (producer.samples, seed 1)"
+        photos = iter(calibration_photos(args.count))
+    print(f"calibrating int8 activations for {ckpt.model_id} on {source} ...", flush=True)
+    observers, used, skipped = calibrate_images(ckpt, photos, max_pixels=settings.max_pixels)
+    cal = write_calibration(out, ckpt, observers, source=source, images=used)
+    note = f", {skipped} undecodable skipped" if skipped else ""
+    print(
+        f"wrote {out} ({used} images{note}); workers with --precision int8 tag as "
+        f"{ckpt.model_id}+int8-{cal.short_id}"
+    )
     return 0
 
 
@@ -238,8 +290,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, help="most images per forward pass (default 32)")
     p.add_argument(
         "--precision",
-        choices=["fp32", "bf16", "fp16"],
-        help="fp32 (default, reference-exact), bf16 (CPU autocast), fp16 (cuda only)",
+        choices=["fp32", "bf16", "fp16", "int8"],
+        help="fp32 (default, reference-exact), bf16 (CPU autocast), fp16 (cuda only), "
+        "int8 (CPU, needs `bulktag weights calibrate`)",
     )
     p.add_argument(
         "--decode",
@@ -323,6 +376,15 @@ def build_parser() -> argparse.ArgumentParser:
     w = wsub.add_parser("dev-untrained", help="write seeded random weights (tests/offline)")
     w.add_argument("-o", "--output", required=True, help="checkpoint path")
     w.add_argument("--seed", type=int, default=0)
+    w = wsub.add_parser(
+        "calibrate", help="measure activation ranges for --precision int8 (writes WEIGHTS.int8)"
+    )
+    w.add_argument("-o", "--output", help="checkpoint path (default BULKTAG_WEIGHTS)")
+    w.add_argument(
+        "--images", nargs="+", help="photos or folders like yours (default: packaged samples)"
+    )
+    w.add_argument("--count", type=positive_int, default=48, help="images to use (default 48)")
+    w.add_argument("--calibration", help="file to write (default: the checkpoint path + .int8)")
     w = wsub.add_parser("show", help="print a checkpoint's model id and metadata")
     w.add_argument("-o", "--output", help="checkpoint path (default BULKTAG_WEIGHTS)")
     p.set_defaults(func=cmd_weights)

@@ -111,6 +111,25 @@ def build_corpus(
     return corpus
 
 
+def calibration_photos(count: int, *, seed: int = 1, quality: int = 90) -> list[bytes]:
+    """``count`` JPEG photos in memory for ``bulktag weights calibrate``'s default set.
+
+    Camera-size crops of the packaged photos (the sizes cycle as in ``build_corpus``),
+    drawn with their own seed so they are not the benchmark corpus's images.
+    """
+    import io
+
+    rng = random.Random(seed)
+    seeds = seed_images()
+    out = []
+    for i in range(count):
+        img = camera_photo(seeds[i % len(seeds)], CAMERA_SIZES[i % len(CAMERA_SIZES)], rng)
+        buf = io.BytesIO()
+        img.save(buf, "JPEG", quality=quality)
+        out.append(buf.getvalue())
+    return out
+
+
 def write_broken_files(folder: Path, count: int, good_jpeg: Path) -> list[Path]:
     """Up to ``count`` files that look like images by name but are not decodable."""
     if count <= 0:

@@ -8,32 +8,38 @@ Speed options, and why each is safe:
   changes logits by ~1e-6, inside the reference tolerance; done at load (~0.2 s).
 - channels_last: oneDNN's fast convolution layout; the input batches from
   ``tasks.preprocess.normalize`` are already in it, so no copy.
-- precision ``bf16`` (CPU autocast, AVX512-BF16/AMX) roughly doubles the forward's speed
-  but is *not* reference-exact: its agreement is measured by ``make bench``. ``fp16`` is
-  for CUDA only, where the model itself is cast to half.
+- precision ``bf16`` (AVX512-BF16/AMX) roughly doubles the forward's speed but is *not*
+  reference-exact. The model's weights are cast once at load rather than by autocast at
+  every call: with BatchNorm folded, autocast runs every layer of ResNet-18 in bf16
+  anyway, so the logits are bit-identical and the per-call weight casts (~5%) are saved.
+  It: its agreement is measured by ``make bench``. ``fp16`` is
+  for CUDA only, where the model itself is cast to half. ``int8`` (CPU only) runs a
+  statically quantized model built from a calibration file (``tasks.quantize``), about
+  twice as fast as bf16 and the least faithful: ``make bench`` prints its agreement.
 - ``torch.compile`` is not used: it compiles for ~30 s, far past the 5 s start budget,
   for a forward that is not the bottleneck (docs/BENCHMARKS.md).
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Final
 
 import torch
 
 from tasks.errors import ConfigError
+from tasks.quantize import Calibration, quantized_model
 from weights.checkpoint import Checkpoint
 from weights.model import build_model
 
 log = logging.getLogger(__name__)
 
-PRECISIONS: Final = ("fp32", "bf16", "fp16")
+PRECISIONS: Final = ("fp32", "bf16", "fp16", "int8")
+# Precisions whose model and input are cast to a float type (int8 quantizes its input).
+_CAST: Final = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def check_precision(precision: str, device: str) -> None:
@@ -43,16 +49,19 @@ def check_precision(precision: str, device: str) -> None:
     context does not survive a fork (``worker.run`` checks for the device itself).
 
     Raises:
-        ConfigError: unknown precision, or fp16 on CPU (slow emulation there).
+        ConfigError: unknown precision, fp16 on CPU (slow emulation there), or int8 on
+            CUDA (torch's quantized kernels are CPU ones).
     """
     if precision not in PRECISIONS:
         raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     if precision == "fp16" and device != "cuda":
         raise ConfigError("precision fp16 needs --device cuda; on CPU use bf16 or fp32")
+    if precision == "int8" and device != "cpu":
+        raise ConfigError("precision int8 runs on CPU only; on cuda use fp16")
 
 
 def variant_id(model_id: str, *, decode: str = "exact", precision: str = "fp32") -> str:
-    """``model_id`` plus ``+fast`` / ``+bf16`` / ``+fp16`` for non-reference hot paths.
+    """``model_id`` plus ``+fast`` / ``+bf16`` / ``+fp16`` / ``+int8-<calibration>``.
 
     >>> variant_id("resnet18-0123456789ab", decode="fast", precision="bf16")
     'resnet18-0123456789ab+fast+bf16'
@@ -99,6 +108,7 @@ class Tagger:
         precision: str = "fp32",
         device: str = "cpu",
         decode: str = "exact",
+        calibration: Calibration | None = None,
     ) -> Tagger:
         """Build the model for ``device`` and ``precision``.
 
@@ -107,22 +117,32 @@ class Tagger:
         ``variant_id``), so such results are never served from, or into, the dedupe
         cache of the reference pipeline, and every record says how it was made.
 
+        ``calibration`` is required for ``int8`` and names itself in the model id.
+
         Raises:
-            ConfigError: see ``check_precision``.
+            ConfigError: see ``check_precision``; int8 without a calibration.
+            WeightsError: a calibration that does not fit the checkpoint.
         """
         check_precision(precision, device)
         start = time.perf_counter()
-        model = _fuse_batchnorm(build_model(ckpt)).to(device)
+        label = precision
+        if precision == "int8":
+            if calibration is None:
+                raise ConfigError("precision int8 needs a calibration (tasks.quantize)")
+            model = quantized_model(ckpt, calibration)
+            label = f"int8-{calibration.short_id}"
+        else:
+            model = _fuse_batchnorm(build_model(ckpt)).to(device)
         if channels_last:
             model = model.to(memory_format=torch.channels_last)
-        if precision == "fp16":
-            model = model.half()
+        if precision in _CAST:
+            model = model.to(_CAST[precision])
         if device == "cuda" and precision == "fp32":
             torch.backends.cudnn.allow_tf32 = False  # TF32 would not be fp32 arithmetic
         return cls(
             model=model,
             categories=ckpt.categories,
-            model_id=variant_id(ckpt.model_id, decode=decode, precision=precision),
+            model_id=variant_id(ckpt.model_id, decode=decode, precision=label),
             trained=ckpt.trained,
             channels_last=channels_last,
             precision=precision,
@@ -131,15 +151,6 @@ class Tagger:
             load_seconds=time.perf_counter() - start,
             meta=ckpt.meta,
         )
-
-    @contextlib.contextmanager
-    def _mode(self) -> Iterator[None]:
-        with torch.inference_mode():
-            if self.precision == "bf16":
-                with torch.autocast(self.device, dtype=torch.bfloat16):
-                    yield
-            else:
-                yield
 
     def top3(self, images: list[torch.Tensor]) -> list[list[dict[str, Any]]]:
         """One batched forward over ``images`` (3x224x224 float each); top-3 per image."""
@@ -158,10 +169,8 @@ class Tagger:
         """
         if batch.shape[0] == 0:
             return []
-        batch = batch.to(self.device, non_blocking=True)
-        if self.precision == "fp16":
-            batch = batch.half()
-        with self._mode():
+        batch = batch.to(self.device, _CAST.get(self.precision), non_blocking=True)
+        with torch.inference_mode():
             logits = self.model(batch).float()  # softmax in fp32 whatever the precision
             scores, indices = torch.softmax(logits, dim=1).topk(3, dim=1)
         with self._counting:  # lanes forward concurrently
@@ -182,12 +191,10 @@ class Tagger:
         worker will use (and at 1, for a chunk's odd tail) moves that cost to start-up.
         """
         for n in sorted({1, max(1, batch_size)}):
-            x = torch.zeros(n, 3, 224, 224, device=self.device)
+            x = torch.zeros(n, 3, 224, 224, device=self.device, dtype=_CAST.get(self.precision))
             if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
-            if self.precision == "fp16":
-                x = x.half()
-            with self._mode():
+            with torch.inference_mode():
                 self.model(x)
 
 

@@ -14,12 +14,16 @@ import os
 import socket
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from celery import signals
 
 from tasks.errors import BulktagError
 from worker.settings import Settings
+
+if TYPE_CHECKING:
+    from tasks.quantize import Calibration
+    from weights.checkpoint import Checkpoint
 
 log = logging.getLogger("bulktag.worker")
 
@@ -39,6 +43,19 @@ def verify_weights_in_parent(sender: Any = None, **_: Any) -> None:
     except BulktagError as exc:
         log.critical("bulktag worker cannot start: %s", exc)
         sys.exit(1)
+
+
+def int8_calibration(settings: Settings, ckpt: Checkpoint) -> Calibration | None:
+    """The calibration an int8 worker needs (None for other precisions).
+
+    Raises:
+        ConfigError, WeightsError: see ``tasks.quantize.load_calibration``.
+    """
+    if settings.precision != "int8":
+        return None
+    from tasks.quantize import calibration_path, load_calibration
+
+    return load_calibration(settings.int8_calibration or calibration_path(ckpt.path), ckpt)
 
 
 @signals.worker_process_init.connect
@@ -68,6 +85,7 @@ def load_model_in_child(**_: Any) -> None:
         device=settings.device,
         precision=settings.precision,
         decode=settings.decode,
+        calibration=int8_calibration(settings, ckpt),
     )
     tagger.warm_up(min(settings.batch_size, settings.chunk_size))
     inference.install(tagger)

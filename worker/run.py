@@ -13,6 +13,7 @@ from tasks.inference import check_precision
 from tasks.store import connect
 from weights.checkpoint import load_checkpoint
 from weights.fetch import UNTRAINED_WARNING
+from worker.bootstrap import int8_calibration
 from worker.settings import Settings
 
 
@@ -33,8 +34,11 @@ def start_worker(
     """
     # One verified load (sha256 pin, weights_only) both refuses a bad checkpoint before
     # anything starts and tells whether to warn that the weights are untrained.
-    trained = load_checkpoint(settings.weights, settings.weights_sha256).trained
+    ckpt = load_checkpoint(settings.weights, settings.weights_sha256)
+    trained = ckpt.trained
     check_precision(settings.precision, settings.device)  # one line now, not a crash per child
+    int8_calibration(settings, ckpt)  # a missing or foreign calibration file, the same
+    del ckpt
     connect(settings.redis_url).close()
     if settings.device == "cuda":
         _require_cuda()
@@ -54,6 +58,8 @@ def start_worker(
     }
     if settings.weights_sha256:
         env["BULKTAG_WEIGHTS_SHA256"] = settings.weights_sha256
+    if settings.int8_calibration:
+        env["BULKTAG_INT8_CALIBRATION"] = str(settings.int8_calibration)
     os.environ.update(env)
     metrics_dir, created = prepare_metrics_dir(settings.metrics_dir)
     if not trained:

@@ -46,9 +46,10 @@ LOG_FORMATS = ("text", "json")
 DEFAULT_SCHEDULES = Path("schedules.toml")
 DEVICES = ("cpu", "cuda")
 # Hot path (docs/BENCHMARKS.md): "exact" = reference preprocessing, "fast" = JPEG DCT
-# scaling; "fp32" = reference arithmetic, "bf16" = CPU autocast, "fp16" = CUDA only.
+# scaling; "fp32" = reference arithmetic, "bf16" = CPU autocast, "fp16" = CUDA only,
+# "int8" = CPU static quantization from a calibration file (tasks.quantize).
 DECODE_MODES = ("exact", "fast")
-PRECISIONS = ("fp32", "bf16", "fp16")
+PRECISIONS = ("fp32", "bf16", "fp16", "int8")
 
 
 # Where a container sees its own cgroup (cgroup v2, or v1's per-controller folders).
@@ -149,7 +150,8 @@ class Settings:
     visibility_timeout: int = DEFAULT_VISIBILITY_TIMEOUT
     channels_last: bool = True
     decode: str = "exact"  # "fast": Image.draft DCT scaling (measured agreement)
-    precision: str = "fp32"  # "bf16" (CPU autocast) or "fp16" (CUDA); measured agreement
+    precision: str = "fp32"  # "bf16" (CPU autocast), "fp16" (CUDA), "int8"; measured agreement
+    int8_calibration: Path | None = None  # None: the weights path + ".int8"
     s3_endpoint_url: str | None = None  # None: botocore's AWS_ENDPOINT_URL[_S3] or AWS
     allow_private_networks: bool = False  # SSRF guard off: trusted internal deployments only
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
@@ -204,6 +206,11 @@ class Settings:
             channels_last=_bool(env, "BULKTAG_CHANNELS_LAST", True),
             decode=_choice(env, "BULKTAG_DECODE", DECODE_MODES),
             precision=_choice(env, "BULKTAG_PRECISION", PRECISIONS),
+            int8_calibration=(
+                Path(get("BULKTAG_INT8_CALIBRATION", "")).expanduser()
+                if get("BULKTAG_INT8_CALIBRATION")
+                else None
+            ),
             s3_endpoint_url=get("BULKTAG_S3_ENDPOINT_URL") or None,
             allow_private_networks=_bool(env, "BULKTAG_ALLOW_PRIVATE_NETWORKS", False),
             connect_timeout=_float(env, "BULKTAG_CONNECT_TIMEOUT", DEFAULT_CONNECT_TIMEOUT),

@@ -72,8 +72,11 @@ def test_precision_combinations_are_checked() -> None:
     check_precision("fp16", "cuda")  # checks the combination only; never touches CUDA
     with pytest.raises(ConfigError, match="fp16 needs --device cuda"):
         check_precision("fp16", "cpu")
+    check_precision("int8", "cpu")
+    with pytest.raises(ConfigError, match="int8 runs on CPU only"):
+        check_precision("int8", "cuda")
     with pytest.raises(ConfigError, match="precision must be one of"):
-        check_precision("int8", "cpu")
+        check_precision("int4", "cpu")
 
 
 def test_variant_id_names_non_reference_hot_paths() -> None:
