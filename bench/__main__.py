@@ -24,7 +24,7 @@ from worker.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_IMAGES = 480  # ~4 minutes on the 2-core dev machine, a third of them 12 MP
-MODES = {"exact": ("exact", "fp32"), "fast": ("fast", "bf16")}
+MODES = {"exact": ("exact", "fp32"), "fast": ("fast", "bf16"), "int8": ("fast", "int8")}
 
 
 @dataclass
@@ -61,6 +61,21 @@ def dev_weights(path: Path) -> Path:
     return path
 
 
+def ensure_calibration(weights: Path) -> None:
+    """The int8 mode's calibration file: ``bulktag weights calibrate``'s default photos.
+
+    Those are crops of the same packaged photos the corpus is cut from, drawn with
+    another seed: representative data, as an operator would calibrate on their own.
+    """
+    from tasks.quantize import calibration_path
+
+    if not calibration_path(weights).exists():
+        import subprocess
+
+        cmd = [sys.executable, "-m", "producer.cli", "weights", "calibrate", "-o", str(weights)]
+        subprocess.run(cmd, check=True, cwd=REPO)
+
+
 def measure_mode(
     name: str,
     args: argparse.Namespace,
@@ -94,9 +109,18 @@ def measure_mode(
     tagger = inprocess.load_tagger(weights, precision, decode)
     model_rate = inprocess.model_only(tagger, cores, group)
     print(f"[{name}] (2) model only: {model_rate.per_second:.1f} img/s", flush=True)
+    del tagger
+    gc.collect()
     contents = [(str(p), p.read_bytes()) for p in unique]
-    limit, _ = inprocess.decode_and_model(
-        tagger, contents, lanes=cores, batch_size=group, max_pixels=settings.max_pixels
+    limit = inprocess.decode_and_model_processes(
+        weights,
+        precision,
+        decode,
+        contents,
+        processes=settings.effective_concurrency,
+        lanes=settings.effective_decode_threads,
+        batch_size=group,
+        max_pixels=settings.max_pixels,
     )
     limit_corpus = total / limit.seconds
     print(
@@ -104,7 +128,7 @@ def measure_mode(
         f"= {limit_corpus:.1f} corpus img/s",
         flush=True,
     )
-    del tagger, contents
+    del contents
     gc.collect()
 
     log = args.workdir / f"worker-{name}.log"
@@ -156,7 +180,7 @@ def render(
             lambda r: f"{r.model_only.per_second:.1f} ({r.lanes} x {r.group})",
         ),
         row(
-            "(3) in-process decode+model limit (unique images/s)",
+            "(3) in-process limit: worker's processes x lanes, no Redis (unique img/s)",
             lambda r: f"{r.limit_corpus_rate:.1f} ({r.limit.per_second:.1f})",
         ),
         row(
@@ -222,8 +246,11 @@ def render(
             "How to read it: (1) is the seed's pipeline (PIL full decode, the torchvision "
             "preset, a batch-1 fp32 forward with torch's default threads, per file, no "
             "dedupe); its top-3 are the reference for the agreement rows. (2) and (3) run "
-            "the worker's own code in one process with no Redis or Celery; (3) counts the "
-            "corpus images the unique ones stand for, as (4) does. (4) and (5) are wall "
+            "the worker's own code with no Redis or Celery: (2) in one process, (3) in as "
+            "many forked processes and lanes as the worker runs, each loading its own model, "
+            "over the unique images held in memory as one stream; (3) counts the "
+            "corpus images the unique ones stand for, as (4) does. int8 is calibrated by "
+            "`bulktag weights calibrate` on its default photos. (4) and (5) are wall "
             "times of the `bulktag submit --wait` command, Python start-up and its "
             "progress polling included; job time runs from the job's creation in Redis to "
             "its last record. CPU ms: user+system time per corpus image, which other "
@@ -237,7 +264,9 @@ def render(
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--images", type=int, default=DEFAULT_IMAGES, help="corpus size")
-    parser.add_argument("--modes", default="exact,fast", help="comma list of exact, fast")
+    parser.add_argument(
+        "--modes", default="exact,fast,int8", help="comma list of exact, fast (bf16), int8"
+    )
     parser.add_argument("--concurrency", default="auto", help="worker processes")
     parser.add_argument("--threads", default="auto", help="worker threads per process")
     parser.add_argument("--batch-size", type=int, help="worker --batch-size (default: its own)")
@@ -258,6 +287,8 @@ def main(argv: list[str] | None = None) -> int:
     args.workdir.mkdir(parents=True, exist_ok=True)
     print(f"bench: load average {load_before}; {report.machine()['cpu']}", flush=True)
     weights = args.weights or dev_weights(args.workdir / "resnet18-untrained-seed0.pt")
+    if "int8" in args.modes.split(","):
+        ensure_calibration(weights)
     corpus = args.workdir / f"corpus-{args.images}"
     unique, repeats = corpus_files(corpus, args.images)
     files = sorted(unique + repeats)

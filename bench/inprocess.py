@@ -72,11 +72,14 @@ def load_tagger(weights: Path, precision: str, decode: str) -> Tagger:
     """The worker's model object, built the way ``worker.bootstrap`` builds it."""
     from tasks.decode import configure_limits
     from tasks.preprocess import configure_allocator
+    from tasks.quantize import calibration_path, load_calibration
 
     torch.set_num_threads(1)  # each lane forwards single-threaded, as in the worker
     configure_limits(64_000_000)
     configure_allocator()  # Pillow block reuse and malloc arenas, as in the worker
-    tagger = Tagger.from_checkpoint(load_checkpoint(weights), precision=precision, decode=decode)
+    ckpt = load_checkpoint(weights)
+    cal = load_calibration(calibration_path(weights), ckpt) if precision == "int8" else None
+    tagger = Tagger.from_checkpoint(ckpt, precision=precision, decode=decode, calibration=cal)
     tagger.warm_up(16)
     return tagger
 
@@ -113,7 +116,7 @@ def decode_and_model(
     """The hot path without Redis or Celery: bytes in memory -> lanes -> top-3.
 
     Contents go through ``tasks.lanes.tag_contents`` as one chunk-free stream, so no
-    chunk boundary idles a lane: this is the in-process limit the worker is held to.
+    chunk boundary idles a lane.
     """
     with ThreadPoolExecutor(lanes) as pool:
         started, cpu = time.perf_counter(), time.process_time()
@@ -130,3 +133,48 @@ def decode_and_model(
     if failures:
         raise RuntimeError(f"{len(failures)} corpus images failed to decode: {failures}")
     return Rate(len(contents), seconds, cpu), fresh
+
+
+def decode_and_model_processes(
+    weights: Path,
+    precision: str,
+    decode: str,
+    contents: Sequence[tuple[str, bytes]],
+    *,
+    processes: int,
+    lanes: int,
+    batch_size: int,
+    max_pixels: int,
+) -> Rate:
+    """The in-process limit in the worker's layout: ``processes`` x ``lanes``, no Redis.
+
+    Each forked process loads its own model (as a Celery pool child does), then all
+    start together on an interleaved share of ``contents`` as one chunk-free stream.
+    Wall time runs from the common start to the last process's end; CPU is summed.
+    """
+    import multiprocessing as mp
+
+    ctx = mp.get_context("fork")
+    barrier = ctx.Barrier(processes)
+    results = ctx.Queue()
+
+    def child(k: int) -> None:
+        tagger = load_tagger(weights, precision, decode)
+        share = contents[k::processes]
+        barrier.wait()
+        started, cpu = time.perf_counter(), time.process_time()
+        rate, _ = decode_and_model(
+            tagger, share, lanes=lanes, batch_size=batch_size, max_pixels=max_pixels
+        )
+        results.put((started, started + rate.seconds, time.process_time() - cpu))
+
+    procs = [ctx.Process(target=child, args=(k,)) for k in range(processes)]
+    for proc in procs:
+        proc.start()
+    spans = [results.get(timeout=1800) for _ in procs]
+    for proc in procs:
+        proc.join()
+        if proc.exitcode != 0:
+            raise RuntimeError(f"in-process limit: a process exited with {proc.exitcode}")
+    wall = max(end for _, end, _ in spans) - min(start for start, _, _ in spans)
+    return Rate(len(contents), wall, sum(cpu for _, _, cpu in spans))

@@ -52,7 +52,7 @@ def wait_ready(client: redis.Redis, proc: subprocess.Popen[bytes], log: Path) ->
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         workers = client.smembers(keys.workers())
-        if any(client.hget(k, "ready_at") for k in workers):  # type: ignore[union-attr]
+        if any(client.hget(k, "ready_at") for k in workers):
             return
         if proc.poll() is not None:
             break
