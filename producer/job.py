@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import redis
+
+from tasks import keys
 from tasks.records import JobStatus
 from tasks.store import ResultStore, connect
 from worker.settings import Settings
@@ -40,28 +44,49 @@ class Job:
     ) -> JobStatus:
         """Block until every URI has a final record (or the job is cancelled).
 
-        Polling starts at 20 ms and backs off to ``poll`` (100 ms): a job is seen
-        finished within a tenth of a second of its last record (a 0.5 s poll added
-        ~0.25 s on average to every `submit --wait`), for one small HGETALL per poll.
+        Progress is read every ``poll`` seconds (starting at 20 ms); the end itself
+        arrives at once, as a message on the job's pub/sub channel that the store's
+        scripts publish when they mark it done or cancelled. Where pub/sub is not
+        available, the end is seen within one ``poll``.
 
         Raises:
             TimeoutError: ``timeout`` seconds passed first.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         interval = min(0.02, poll)
-        while True:
-            status = self.status()
-            if on_progress:
-                on_progress(status)
-            if status.finished:
-                return status
-            if deadline is not None and time.monotonic() > deadline:
-                raise TimeoutError(
-                    f"job {self.id} not finished after {timeout}s: "
-                    f"{status.done_count}/{status.total} done"
-                )
-            time.sleep(interval)
-            interval = min(poll, interval * 1.5)
+        with self._finished_signal() as finished:
+            while True:
+                status = self.status()  # after subscribing: an end in between is seen
+                if on_progress:
+                    on_progress(status)
+                if status.finished:
+                    return status
+                if deadline is not None and time.monotonic() > deadline:
+                    raise TimeoutError(
+                        f"job {self.id} not finished after {timeout}s: "
+                        f"{status.done_count}/{status.total} done"
+                    )
+                finished(interval)
+                interval = min(poll, interval * 1.5)
+
+    @contextlib.contextmanager
+    def _finished_signal(self) -> Iterator[Callable[[float], None]]:
+        """A ``sleep(seconds)`` that returns early when the job's end is published."""
+        pubsub = self.store.r.pubsub(ignore_subscribe_messages=True)
+        try:
+            pubsub.subscribe(keys.job_finished_channel(self.id))
+        except redis.RedisError:  # e.g. a proxy without pub/sub: plain polling
+            pubsub.close()
+            yield time.sleep
+            return
+
+        def sleep(seconds: float) -> None:
+            pubsub.get_message(timeout=seconds)
+
+        try:
+            yield sleep
+        finally:
+            pubsub.close()
 
     def results(self, include_pending: bool = False) -> Iterator[dict[str, Any]]:
         """Final records in submission order (streamed from Redis)."""

@@ -7,7 +7,9 @@ At scale (millions of URIs) the producer holds one publish batch in memory at a
 time: about ``PUBLISH_BATCH_URIS`` URIs, split into chunks. Each batch costs two
 Redis round trips, one MULTI for the job's bookkeeping and one pipeline of chunk
 messages (kombu's ``Producer.batch``), instead of two per chunk. The bookkeeping
-goes first so a worker never sees a chunk the job does not count yet.
+goes first so a worker never sees a chunk the job does not count yet. Batches start at
+one chunk and double: workers get the first chunk as soon as it is enumerated, not
+after the first ~1,000 URIs (~60 ms for a local folder of 480 photos).
 """
 
 from __future__ import annotations
@@ -47,6 +49,14 @@ def chunked(items: Iterable[T], size: int) -> Iterator[list[T]]:
     it = iter(items)
     while chunk := list(islice(it, size)):
         yield chunk
+
+
+def growing(items: Iterable[T], limit: int, start: int = 1) -> Iterator[list[T]]:
+    """Lists of ``start``, twice that, ... consecutive items, at most ``limit``, streamed."""
+    it, size = iter(items), min(start, limit)
+    while batch := list(islice(it, size)):
+        yield batch
+        size = min(limit, size * 2)
 
 
 def submit(
@@ -108,7 +118,10 @@ def submit(
     try:
         with app.producer_or_acquire() as producer:
             stream = iter_sources(sources, settings=settings) if uris is None else uris
-            for batch in chunked(chunked(stream, size), per_batch):
+            # Under --max-queued, full batches from the start: the gate admits a batch
+            # only when all of it fits, so growing ones would stop below the cap.
+            first_batch = per_batch if gate is not None else 1
+            for batch in growing(chunked(stream, size), per_batch, first_batch):
                 if gate is not None:
                     gate.wait_for_room(len(batch), store=store, job_id=job_id)
                 pipe = store.r.pipeline(transaction=True)

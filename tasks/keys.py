@@ -12,6 +12,14 @@ def job(job_id: str) -> str:
     return f"{PREFIX}:job:{job_id}"
 
 
+def job_finished_channel(job_id: str) -> str:
+    """Pub/sub channel: one message when the job ends (done or cancelled).
+
+    The store's Lua scripts publish on ``<job hash key>:finished``; keep the two in step.
+    """
+    return f"{job(job_id)}:finished"
+
+
 def job_uris(job_id: str) -> str:
     """List: the job's URIs in submission order; index i is the record's field."""
     return f"{PREFIX}:job:{job_id}:uris"

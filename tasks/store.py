@@ -21,6 +21,7 @@ from tasks.errors import JobNotFound, StoreUnavailable
 from tasks.records import JobStatus, Record
 
 # KEYS: job hash, records hash. ARGV: now, then (index, status, deduped, json) * n.
+# Each script that ends a job also publishes on ``keys.job_finished_channel``.
 _RECORD_LUA = """
 -- A chunk of a deleted job must not re-create a partial job (and block its id).
 if redis.call('EXISTS', KEYS[1]) == 0 then return {0, 0, 0} end
@@ -41,6 +42,7 @@ end
 local h = redis.call('HMGET', KEYS[1], 'state', 'total', 'ok', 'error')
 if h[1] == 'running' and tonumber(h[3]) + tonumber(h[4]) >= tonumber(h[2]) then
   redis.call('HSET', KEYS[1], 'state', 'done', 'finished_at', ARGV[1])
+  redis.call('PUBLISH', KEYS[1] .. ':finished', 'done')
 end
 return {ok, err, dd}
 """
@@ -52,6 +54,7 @@ redis.call('HSET', KEYS[1], 'state', 'running')
 local h = redis.call('HMGET', KEYS[1], 'total', 'ok', 'error')
 if tonumber(h[2]) + tonumber(h[3]) >= tonumber(h[1]) then
   redis.call('HSET', KEYS[1], 'state', 'done', 'finished_at', ARGV[1])
+  redis.call('PUBLISH', KEYS[1] .. ':finished', 'done')
 end
 return 1
 """
@@ -62,6 +65,7 @@ _CANCEL_LUA = """
 local state = redis.call('HGET', KEYS[1], 'state')
 if state == 'enumerating' or state == 'running' then
   redis.call('HSET', KEYS[1], 'state', 'cancelled', 'finished_at', ARGV[1])
+  redis.call('PUBLISH', KEYS[1] .. ':finished', 'cancelled')
 end
 return state
 """

@@ -91,13 +91,13 @@ def test_a_publish_batch_that_fails_is_not_counted(
     from worker.settings import Settings
 
     module = importlib.import_module("producer.submit")
-    monkeypatch.setattr(module, "PUBLISH_BATCH_URIS", 4)  # 2 chunks of 2 per batch
+    monkeypatch.setattr(module, "PUBLISH_BATCH_URIS", 4)  # batches of 1, 2, 2 chunks of 2
     real_send = module._send_chunk
     calls = []
 
     def send_then_fail(*args: object, **kwargs: object) -> None:
         calls.append(1)
-        if len(calls) == 3:  # inside the second batch: kombu drops that whole batch
+        if len(calls) == 5:  # inside the third batch: kombu drops that whole batch
             raise ConnectionError("broker connection lost")
         real_send(*args, **kwargs)
 
@@ -108,10 +108,10 @@ def test_a_publish_batch_that_fails_is_not_counted(
         submit_fn("list", job="half", chunk_size=2, settings=settings, uris=uris)
     store = ResultStore(connect(redis_url))
     st = store.status("half")
-    # Only the first batch (4 URIs) was published: the job counts exactly those
-    assert (st.total, st.state) == (4, "running")
-    assert [u for _, u, _ in store.records("half")] == uris[:4]
-    assert store.r.llen("bulktag") == 2  # the two chunk messages that were published
+    # Only the first two batches (3 chunks, 6 URIs) were published: the job counts those
+    assert (st.total, st.state) == (6, "running")
+    assert [u for _, u, _ in store.records("half")] == uris[:6]
+    assert store.r.llen("bulktag") == 3  # the three chunk messages that were published
 
 
 def test_cancel_stops_a_producer_waiting_for_queue_room(tmp_path: Path, redis_url: str) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import io
+import itertools
 import os
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,7 @@ from typing import Any
 import pytest
 
 from producer.sources import iter_source, iter_sources
-from producer.submit import chunked
+from producer.submit import chunked, growing
 from tasks.errors import ConfigError
 
 JPEG_MAGIC = b"\xff\xd8\xff\xe0" + b"\0" * 16
@@ -110,3 +111,10 @@ def test_chunking_streams_without_materialising() -> None:
     assert next(chunks) == ["0", "1", "2"]
     assert next(chunks) == ["3", "4", "5"]
     assert list(chunked(iter(["a", "b", "c", "d"]), 3)) == [["a", "b", "c"], ["d"]]
+
+
+def test_publish_batches_start_at_one_chunk_and_double_to_the_limit() -> None:
+    # The first chunk reaches the workers as soon as it exists; later ones in bulk.
+    sizes = [len(b) for b in growing(iter(range(100)), 16)]
+    assert sizes == [1, 2, 4, 8, 16, 16, 16, 16, 16, 5]
+    assert next(growing(itertools.count(), 16)) == [0]  # streams: never materialises
