@@ -34,30 +34,12 @@ from tasks.errors import ConfigError
 from tasks.quantize import Calibration, quantized_model
 from weights.checkpoint import Checkpoint
 from weights.model import build_model
+from worker.settings import PRECISIONS, check_precision  # noqa: F401  # re-exported
 
 log = logging.getLogger(__name__)
 
-PRECISIONS: Final = ("fp32", "bf16", "fp16", "int8")
 # Precisions whose model and input are cast to a float type (int8 quantizes its input).
 _CAST: Final = {"bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-def check_precision(precision: str, device: str) -> None:
-    """Refuse combinations that cannot run well.
-
-    It does not touch CUDA: the worker's parent calls it before forking, and a CUDA
-    context does not survive a fork (``worker.run`` checks for the device itself).
-
-    Raises:
-        ConfigError: unknown precision, fp16 on CPU (slow emulation there), or int8 on
-            CUDA (torch's quantized kernels are CPU ones).
-    """
-    if precision not in PRECISIONS:
-        raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-    if precision == "fp16" and device != "cuda":
-        raise ConfigError("precision fp16 needs --device cuda; on CPU use bf16 or fp32")
-    if precision == "int8" and device != "cpu":
-        raise ConfigError("precision int8 runs on CPU only; on cuda use fp16")
 
 
 def variant_id(model_id: str, *, decode: str = "exact", precision: str = "fp32") -> str:

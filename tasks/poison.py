@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
-from tasks.pipeline import Outcome
 from tasks.records import Record
+
+if TYPE_CHECKING:
+    from tasks.pipeline import Outcome
 
 log = logging.getLogger(__name__)
 

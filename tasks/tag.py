@@ -21,13 +21,13 @@ import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis
 from celery.exceptions import Reject
 from kombu.exceptions import OperationalError
 
-from tasks import fault_injection, inference, pipeline, poison
+from tasks import fault_injection, poison
 from tasks.chunks import ChunkLedger, chunk_id
 from tasks.errors import StoreUnavailable, TransientUriError
 from tasks.fetch import fetch_bytes
@@ -35,6 +35,9 @@ from tasks.store import ResultStore, connect
 from worker import bootstrap, metrics
 from worker.app import TASK_TAG_CHUNK, app
 from worker.settings import Settings
+
+if TYPE_CHECKING:
+    from tasks.inference import Tagger
 
 log = logging.getLogger("bulktag.tasks")
 
@@ -67,10 +70,12 @@ def _pool() -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max(s.effective_decode_threads, s.fetch_threads), "bulktag-io")
 
 
-def _tagger() -> inference.Tagger:
+def _tagger() -> Tagger:
+    from tasks import inference  # torch: imported by pool children only, never the parent
+
     tagger = inference.current()
     if tagger is None:  # not started by `bulktag worker` (e.g. a bare celery worker)
-        bootstrap.load_model_in_child()
+        bootstrap.load_model()
         tagger = inference.current()
     assert tagger is not None
     return tagger
@@ -126,6 +131,8 @@ def _tag_chunk(
     options: dict[str, Any],
     chunk: str,
 ) -> dict[str, Any]:
+    from tasks import pipeline  # torch: imported by pool children only, never the parent
+
     started = time.perf_counter()
     store = _store()
     state = store.job_state(job_id)
@@ -228,6 +235,8 @@ def _fail_chunk(
         )
     else:
         why = exc
+    from tasks import inference, pipeline
+
     tagger = inference.current()
     try:
         outcomes, _ = pipeline.fail_all(parsed, tagger.model_id if tagger else "unloaded", why)

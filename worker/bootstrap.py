@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import signal
 import socket
 import sys
 import time
@@ -28,6 +29,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("bulktag.worker")
 
 _hostname = socket.gethostname()
+# Where a pool child writes why it could not load the model before it stops the worker
+# (set by ``worker.run.start_worker``, which then fails with that line).
+START_FAILURE_ENV = "BULKTAG_START_FAILURE_FILE"
 
 
 @signals.worker_init.connect
@@ -60,7 +64,26 @@ def int8_calibration(settings: Settings, ckpt: Checkpoint) -> Calibration | None
 
 @signals.worker_process_init.connect
 def load_model_in_child(**_: Any) -> None:
-    """Load, tune and warm the one model this process will use for every task."""
+    """Load, tune and warm the one model this process will use for every task.
+
+    A checkpoint or calibration this process cannot use stops the whole worker with one
+    critical line: the parent checked only the sha256 pin (it never imports torch), and
+    a pool that respawned children which can never load would look alive but tag nothing.
+    """
+    try:
+        load_model()
+    except BulktagError as exc:
+        log.critical("bulktag worker cannot start: %s", exc)
+        if failure_file := os.environ.get(START_FAILURE_ENV):  # `bulktag worker` reports it
+            with contextlib.suppress(OSError), open(failure_file, "a") as fh:
+                fh.write(f"worker cannot start: {exc}\n")
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(os.getppid(), signal.SIGQUIT)  # cold shutdown, exit status 1
+        os._exit(1)
+
+
+def load_model() -> None:
+    """Load, tune, warm and install this process's model (raises what loading raises)."""
     import torch
 
     from tasks import inference
@@ -103,6 +126,10 @@ def load_model_in_child(**_: Any) -> None:
     )
     store.worker_counters(_hostname, pid, model_loads=1)
     ModelRegistry(store.r).loaded(tagger.model_id)  # the newest load is the current model
+    if not tagger.trained:
+        from weights.fetch import UNTRAINED_WARNING
+
+        log.warning("%s: %s", settings.weights, UNTRAINED_WARNING)
     note = "" if tagger.trained else " -- UNTRAINED weights: labels are meaningless"
     log.info(
         "process %d ready: model %s, %d torch threads, loaded+warmed in %.2fs%s",

@@ -8,13 +8,11 @@ import socket
 import tempfile
 from pathlib import Path
 
-from tasks.errors import ConfigError
-from tasks.inference import check_precision
+from tasks.errors import ConfigError, WeightsError
 from tasks.store import connect
-from weights.checkpoint import load_checkpoint
-from weights.fetch import UNTRAINED_WARNING
-from worker.bootstrap import int8_calibration
-from worker.settings import Settings
+from weights.checkpoint import load_checkpoint, verify_file
+from worker.bootstrap import START_FAILURE_ENV, int8_calibration
+from worker.settings import Settings, check_precision
 
 
 def start_worker(
@@ -30,15 +28,18 @@ def start_worker(
     flags given on the command line reach every process.
 
     Raises:
-        WeightsError, StoreUnavailable: before anything is started.
+        WeightsError, StoreUnavailable: before anything is started; WeightsError also
+            when a pool child could not load the model (it stops the worker).
     """
-    # One verified load (sha256 pin, weights_only) both refuses a bad checkpoint before
-    # anything starts and tells whether to warn that the weights are untrained.
-    ckpt = load_checkpoint(settings.weights, settings.weights_sha256)
-    trained = ckpt.trained
-    check_precision(settings.precision, settings.device)  # one line now, not a crash per child
-    int8_calibration(settings, ckpt)  # a missing or foreign calibration file, the same
-    del ckpt
+    # This process never imports torch (~570 MB and ~1.5 s here): the pool children do,
+    # side by side on their own cores. What it checks: the checkpoint's sha256 pin (a
+    # missing, unpinned or tampered file is one line now, not a crash per child) and
+    # the flags. int8 also needs its calibration file checked against the checkpoint,
+    # which takes torch; a child that still cannot load stops the worker (bootstrap).
+    verify_file(settings.weights, settings.weights_sha256)
+    check_precision(settings.precision, settings.device)
+    if settings.precision == "int8":
+        int8_calibration(settings, load_checkpoint(settings.weights, settings.weights_sha256))
     connect(settings.redis_url).close()
     if settings.device == "cuda":
         _require_cuda()
@@ -60,10 +61,11 @@ def start_worker(
         env["BULKTAG_WEIGHTS_SHA256"] = settings.weights_sha256
     if settings.int8_calibration:
         env["BULKTAG_INT8_CALIBRATION"] = str(settings.int8_calibration)
+    fd, failure_file = tempfile.mkstemp(prefix="bulktag-start-failure-")
+    os.close(fd)
+    env[START_FAILURE_ENV] = failure_file
     os.environ.update(env)
     metrics_dir, created = prepare_metrics_dir(settings.metrics_dir)
-    if not trained:
-        print(f"WARNING: {settings.weights}: {UNTRAINED_WARNING}", flush=True)
 
     import worker.logs  # noqa: F401  # connects the log format before Celery sets up logging
     from worker.app import create_app
@@ -85,6 +87,10 @@ def start_worker(
     finally:
         if created:
             shutil.rmtree(metrics_dir, ignore_errors=True)
+        failure = Path(failure_file).read_text().strip()
+        Path(failure_file).unlink(missing_ok=True)
+    if failure:  # a pool child could not load the model and stopped the worker
+        raise WeightsError(failure.splitlines()[0])
 
 
 def prepare_metrics_dir(configured: Path | None) -> tuple[Path, bool]:

@@ -52,6 +52,21 @@ DECODE_MODES = ("exact", "fast")
 PRECISIONS = ("fp32", "bf16", "fp16", "int8")
 
 
+def check_precision(precision: str, device: str) -> None:
+    """Refuse combinations that cannot run well (torch-free: the worker's parent calls it).
+
+    Raises:
+        ConfigError: unknown precision, fp16 on CPU (slow emulation there), or int8 on
+            CUDA (torch's quantized kernels are CPU ones).
+    """
+    if precision not in PRECISIONS:
+        raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if precision == "fp16" and device != "cuda":
+        raise ConfigError("precision fp16 needs --device cuda; on CPU use bf16 or fp32")
+    if precision == "int8" and device != "cpu":
+        raise ConfigError("precision int8 runs on CPU only; on cuda use fp16")
+
+
 # Where a container sees its own cgroup (cgroup v2, or v1's per-controller folders).
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 
