@@ -110,7 +110,11 @@ def load_model() -> None:
         decode=settings.decode,
         calibration=int8_calibration(settings, ckpt),
     )
-    tagger.warm_up(min(settings.batch_size, settings.chunk_size))
+    # One batch-1 forward: first-touch memory and code pages. oneDNN's per-shape kernel
+    # set-up for the batch sizes the lanes use costs the first chunk 2-70 ms more;
+    # forwarding a full 32-image batch here cost every child 0.3-1.1 s of start
+    # (docs/BENCHMARKS.md, "Start").
+    tagger.warm_up(1)
     inference.install(tagger)
     elapsed = time.perf_counter() - started
     store = ResultStore(connect(settings.redis_url))
