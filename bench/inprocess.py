@@ -68,7 +68,7 @@ def seed_baseline(weights: Path, files: Sequence[Path]) -> tuple[Rate, TopK]:
     return Rate(len(files), time.perf_counter() - started, time.process_time() - cpu), results
 
 
-def load_tagger(weights: Path, precision: str, decode: str) -> Tagger:
+def load_tagger(weights: Path, precision: str, decode: str, lanes: int = 1) -> Tagger:
     """The worker's model object, built the way ``worker.bootstrap`` builds it."""
     from tasks.decode import configure_limits
     from tasks.preprocess import configure_allocator
@@ -76,7 +76,7 @@ def load_tagger(weights: Path, precision: str, decode: str) -> Tagger:
 
     torch.set_num_threads(1)  # each lane forwards single-threaded, as in the worker
     configure_limits(64_000_000)
-    configure_allocator()  # Pillow block reuse and malloc arenas, as in the worker
+    configure_allocator(3 * lanes)  # Pillow block reuse and malloc arenas, as in the worker
     ckpt = load_checkpoint(weights)
     cal = load_calibration(calibration_path(weights), ckpt) if precision == "int8" else None
     tagger = Tagger.from_checkpoint(ckpt, precision=precision, decode=decode, calibration=cal)
@@ -159,7 +159,7 @@ def decode_and_model_processes(
     results = ctx.Queue()
 
     def child(k: int) -> None:
-        tagger = load_tagger(weights, precision, decode)
+        tagger = load_tagger(weights, precision, decode, lanes)
         share = contents[k::processes]
         barrier.wait()
         started, cpu = time.perf_counter(), time.process_time()
