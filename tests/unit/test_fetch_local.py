@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -92,3 +94,69 @@ def test_symlink_loop_missing_and_oversized_files_fail_clearly(
         fetch_local(str(root / "gone.jpg"), settings)
     with pytest.raises(TooLarge, match="over the 3-byte limit"):
         fetch_local(str(root / "ok.jpg"), Settings(allowed_roots=(root,), max_bytes=3))
+
+
+def test_a_fifo_or_directory_in_the_root_is_refused_without_hanging(
+    layout: tuple[Path, Path, Settings],
+) -> None:
+    # A FIFO opened for reading blocks until a writer comes: the open is non-blocking.
+    root, _, settings = layout
+    os.mkfifo(root / "pipe.jpg")
+    (root / "album.jpg").mkdir()
+    for name in ("pipe.jpg", "album.jpg"):
+        with pytest.raises(NotFound, match="not a regular file"):
+            fetch_local(str(root / name), settings)
+
+
+def test_roots_and_paths_reached_through_symlinks_are_judged_by_real_path(
+    tmp_path: Path, layout: tuple[Path, Path, Settings]
+) -> None:
+    root, outside, _ = layout
+    root_link = tmp_path / "photos-link"
+    root_link.symlink_to(root, target_is_directory=True)
+    via_link = Settings(allowed_roots=(root_link,))
+    assert fetch_local(str(root / "ok.jpg"), via_link) == b"inside"
+    assert fetch_local(str(root_link / "ok.jpg"), via_link) == b"inside"
+    assert fetch_local(f"{outside}/../photos/ok.jpg", via_link) == b"inside"
+    with pytest.raises(NotAllowed, match="outside the allowed roots"):
+        fetch_local(str(root_link / ".." / "secret" / "key.pem"), via_link)
+
+
+def test_a_path_outside_the_roots_is_never_opened(
+    layout: tuple[Path, Path, Settings], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root, outside, settings = layout
+    opened: list[str] = []
+    real_open = os.open
+
+    def spy(path: Any, *args: Any, **kwargs: Any) -> int:
+        opened.append(str(path))
+        return int(real_open(path, *args, **kwargs))
+
+    monkeypatch.setattr(os, "open", spy)
+    for uri in (str(outside / "key.pem"), f"{root}/../secret/key.pem"):
+        with pytest.raises(NotAllowed):
+            fetch_local(uri, settings)
+    assert not any("key.pem" in p for p in opened)
+    assert fetch_local(str(root / "ok.jpg"), settings) == b"inside"
+    assert opened == [str(root / "ok.jpg")]
+
+
+def test_the_opened_file_not_a_prior_check_decides(
+    layout: tuple[Path, Path, Settings], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A symlink swapped in after any path check and before the open must not leak the
+    # file it points to: simulate the swap by replacing the file at open time.
+    root, outside, settings = layout
+    real_open = os.open
+
+    def swap_then_open(path: Any, *args: Any, **kwargs: Any) -> int:
+        target = Path(path)
+        if target.name == "ok.jpg":
+            target.unlink()
+            target.symlink_to(outside / "key.pem")
+        return int(real_open(path, *args, **kwargs))
+
+    monkeypatch.setattr(os, "open", swap_then_open)
+    with pytest.raises(NotAllowed, match=r"resolves to .*key\.pem"):
+        fetch_local(str(root / "ok.jpg"), settings)
