@@ -8,14 +8,16 @@ threads, then one two-threaded forward": a multi-threaded forward stalls at ever
 layer's barrier whenever another process takes a core, and its decode phase leaves the
 torch threads idle (docs/BENCHMARKS.md has the measurements).
 
-Groups are smaller than ``batch_size`` when that is what it takes to give every lane
-work, and shrink toward the end of a chunk: the lane that finishes first takes the
-next group, so both lanes end a chunk within a few images of each other.
+With two or more lanes, groups are smaller than ``batch_size`` when that is what it
+takes to give every lane work, and shrink toward the end of a chunk: the lane that
+finishes first takes the next group, so both lanes end a chunk within a few images of
+each other. A single lane gets equal groups of at most ``batch_size``.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
+import itertools
 import math
 import threading
 from collections.abc import Callable, Sequence
@@ -43,9 +45,16 @@ def plan_groups(count: int, lanes: int, batch_size: int) -> list[range]:
     ``batch_size`` and at least ``MIN_GROUP`` (fewer when there are fewer items than
     lanes x ``MIN_GROUP``). Lanes take groups in order, so the last groups are the
     small ones and the lanes finish a chunk within a few images of each other: 32
-    images on 2 lanes run as 8, 6, 5, 4, 4, 4, 1.
+    images on 2 lanes run as 8, 6, 5, 4, 4, 4, 1. One lane has no one to wait for, so
+    it gets equal groups of at most ``batch_size``: 32 images at 16 run as 16, 16.
     """
     lanes = max(1, lanes)
+    if lanes == 1:
+        # Nothing to balance: equal groups of at most batch_size, so no forward runs at
+        # the small batches where it costs most per image (29 images at 16: 15 + 14).
+        groups = math.ceil(count / max(1, batch_size))
+        bounds = [count * k // groups for k in range(groups + 1)] if groups else [0]
+        return [range(a, b) for a, b in itertools.pairwise(bounds)]
     per_round = lanes * GROUPS_PER_LANE
     floor = min(MIN_GROUP, math.ceil(count / lanes)) if count else 1
     out, start = [], 0

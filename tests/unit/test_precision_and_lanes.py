@@ -90,14 +90,17 @@ def test_variant_id_names_non_reference_hot_paths() -> None:
     [
         (32, 2, 32, [8, 6, 5, 4, 4, 4, 1]),
         (29, 2, 32, [8, 6, 4, 4, 4, 3]),
-        (32, 1, 32, [16, 8, 4, 4]),
-        (100, 1, 16, [16, 16, 16, 16, 16, 10, 5, 4, 1]),
+        (32, 1, 32, [32]),
+        (29, 1, 16, [14, 15]),
+        (100, 1, 16, [14, 14, 14, 15, 14, 14, 15]),
+        (3, 1, 16, [3]),
+        (0, 1, 16, []),
         (32, 2, 4, [4] * 8),
         (3, 4, 32, [1, 1, 1]),
         (0, 2, 32, []),
     ],
 )
-def test_plan_groups_shrink_so_lanes_finish_together(
+def test_plan_groups_shrink_for_several_lanes_and_split_evenly_for_one(
     count: int, lanes: int, batch: int, sizes: list[int]
 ) -> None:
     groups = plan_groups(count, lanes, batch)
