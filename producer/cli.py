@@ -287,7 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--threads", type=_auto_int, help="CPU threads per process (default auto: cores/processes)"
     )
-    p.add_argument("--batch-size", type=int, help="most images per forward pass (default 32)")
+    p.add_argument("--batch-size", type=int, help="most images per forward pass (default 16)")
     p.add_argument(
         "--precision",
         choices=["fp32", "bf16", "fp16", "int8"],

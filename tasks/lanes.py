@@ -51,7 +51,7 @@ def plan_groups(count: int, lanes: int, batch_size: int) -> list[range]:
     lanes = max(1, lanes)
     if lanes == 1:
         # Nothing to balance: equal groups of at most batch_size, so no forward runs at
-        # the small batches where it costs most per image (29 images at 16: 15 + 14).
+        # the small batches where it costs most per image (29 images at 16: 14 + 15).
         groups = math.ceil(count / max(1, batch_size))
         bounds = [count * k // groups for k in range(groups + 1)] if groups else [0]
         return [range(a, b) for a, b in itertools.pairwise(bounds)]

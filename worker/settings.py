@@ -18,9 +18,11 @@ DEFAULT_REDIS_URL = "redis://localhost:6379/0"
 DEFAULT_WEIGHTS = Path("~/.cache/bulktag/weights/resnet18-imagenet1k-v1.pt")
 DEFAULT_QUEUE = "bulktag"
 # Chunk = one Celery message. 32 keeps a chunk's decoded tensors ~20 MB and a redelivery
-# cheap, while still filling one batch-32 forward per message.
+# cheap, while still filling two batch-16 forwards per message.
 DEFAULT_CHUNK_SIZE = 32
-DEFAULT_BATCH_SIZE = 32
+# A one-thread CPU forward costs about the same per image from batch 4 to 16; batch 32
+# was no faster and took ~230 MB more peak memory per process (fp32, docs/BENCHMARKS.md).
+DEFAULT_BATCH_SIZE = 16
 DEFAULT_MAX_BYTES = 50 * 1024 * 1024  # a 50 MB file is far past any camera JPEG
 DEFAULT_MAX_PIXELS = 64_000_000  # 5x a 12 MP photo; Pillow's own bomb limit is ~89 MP
 # Redis re-delivers an un-acked chunk after this long; must exceed the slowest chunk.

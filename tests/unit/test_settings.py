@@ -21,7 +21,7 @@ def test_defaults() -> None:
     s = Settings.from_env({})
     assert s.redis_url == DEFAULT_REDIS_URL == "redis://localhost:6379/0"
     assert s.queue == "bulktag"
-    assert s.chunk_size == 32 and s.batch_size == 32
+    assert s.chunk_size == 32 and s.batch_size == 16
     assert Path.home() in s.allowed_roots
 
 
