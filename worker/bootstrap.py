@@ -66,17 +66,22 @@ def int8_calibration(settings: Settings, ckpt: Checkpoint) -> Calibration | None
 def load_model_in_child(**_: Any) -> None:
     """Load, tune and warm the one model this process will use for every task.
 
-    A checkpoint or calibration this process cannot use stops the whole worker with one
-    critical line: the parent checked only the sha256 pin (it never imports torch), and
-    a pool that respawned children which can never load would look alive but tag nothing.
+    A checkpoint or calibration this process cannot use, or any other failure to load,
+    stops the whole worker with one critical line: the parent checked only the sha256
+    pin (it never imports torch), and a pool that respawned children which can never
+    load would look alive but tag nothing.
     """
     try:
         load_model()
-    except BulktagError as exc:
-        log.critical("bulktag worker cannot start: %s", exc)
+    except Exception as exc:  # whatever it is, a respawned child would meet it again
+        why = str(exc)
+        if not isinstance(exc, BulktagError):
+            log.exception("loading the model failed")
+            why = f"loading the model failed: {type(exc).__name__}: {exc}"
+        log.critical("bulktag worker cannot start: %s", why)
         if failure_file := os.environ.get(START_FAILURE_ENV):  # `bulktag worker` reports it
             with contextlib.suppress(OSError), open(failure_file, "a") as fh:
-                fh.write(f"worker cannot start: {exc}\n")
+                fh.write(f"worker cannot start: {why}\n")
         with contextlib.suppress(ProcessLookupError):
             os.kill(os.getppid(), signal.SIGQUIT)  # cold shutdown, exit status 1
         os._exit(1)

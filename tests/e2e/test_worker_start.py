@@ -4,7 +4,6 @@ load the model stops the whole worker with one line and a failing exit status.""
 from __future__ import annotations
 
 import hashlib
-import os
 import subprocess
 from pathlib import Path
 
@@ -32,12 +31,17 @@ def test_only_the_pool_children_load_torch(
         assert all(maps_torch(child) for child in children)
 
 
+@pytest.mark.parametrize(
+    "content",
+    [b"not a checkpoint at all", b"\x80\x02\x85."],
+    ids=["unpickling-error", "index-error"],  # what torch's weights-only unpickler raises
+)
 def test_a_pinned_checkpoint_no_child_can_load_stops_the_worker(
-    worker_env: dict[str, str], tmp_path: Path
+    worker_env: dict[str, str], tmp_path: Path, content: bytes
 ) -> None:
     # Given a file whose sha256 pin matches but which is no checkpoint at all
     bad = tmp_path / "not-a-checkpoint.pt"
-    bad.write_bytes(os.urandom(2048))
+    bad.write_bytes(content)
     digest = hashlib.sha256(bad.read_bytes()).hexdigest()
     (tmp_path / "not-a-checkpoint.pt.sha256").write_text(f"{digest}  {bad.name}\n")
 

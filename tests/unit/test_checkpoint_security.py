@@ -50,3 +50,26 @@ def test_pickled_code_in_a_correctly_pinned_checkpoint_never_runs(tmp_path: Path
         load_checkpoint(evil)
     # Then weights_only=True refused the object before it could be built
     assert not marker.exists()
+
+
+@pytest.mark.parametrize(
+    ("content", "raised"),
+    [
+        (b"not a checkpoint at all", "UnpicklingError"),
+        (b"\x80\x02\x85.", "IndexError"),  # TUPLE1 on an empty unpickler stack
+        (bytes(range(256)) * 8, "any"),
+    ],
+)
+def test_any_pinned_non_checkpoint_is_a_weights_error(
+    tmp_path: Path, content: bytes, raised: str
+) -> None:
+    # torch's weights-only unpickler raises whatever the bytes lead it to (IndexError,
+    # KeyError, UnicodeDecodeError, ...); every one must read as "not a checkpoint", or a
+    # worker child dies with a traceback and the pool respawns it forever.
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(content)
+    sidecar_path(bad).write_text(f"{sha256_file(bad)}  bad.pt\n")
+    with pytest.raises(WeightsError, match="is not a loadable checkpoint") as caught:
+        load_checkpoint(bad)
+    if raised != "any":
+        assert type(caught.value.__cause__).__name__ == raised
