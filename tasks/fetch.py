@@ -51,7 +51,8 @@ def resolved_roots(roots: tuple[Path, ...]) -> tuple[Path, ...]:
     return tuple(root.resolve() for root in roots)
 
 
-def _within(path: Path, roots: tuple[Path, ...]) -> bool:
+def within(path: Path, roots: tuple[Path, ...]) -> bool:
+    """True when ``path`` lies under one of ``roots`` (by path parts, not text)."""
     return any(path.is_relative_to(root) for root in roots)
 
 
@@ -115,14 +116,14 @@ def fetch_local(uri: str, settings: Settings) -> bytes:
         raise NotAllowed(f"relative path not allowed (submit resolves paths): {uri}")
     roots = resolved_roots(settings.allowed_roots)
     target = path
-    if ".." in path.parts or not _within(path, roots + settings.allowed_roots):
+    if ".." in path.parts or not within(path, roots + settings.allowed_roots):
         try:
             target = path.resolve(strict=True)
         except FileNotFoundError:
             raise NotFound(f"no such file: {path}") from None
         except (OSError, RuntimeError) as exc:  # symlink loops, permission on a parent
             raise NotAllowed(f"cannot resolve {path}: {exc}") from None
-        if not _within(target, roots):
+        if not within(target, roots):
             raise _outside(path, target, roots)
     try:
         fd = os.open(target, _OPEN_FLAGS)
@@ -130,7 +131,7 @@ def fetch_local(uri: str, settings: Settings) -> bytes:
         raise _open_error(path, exc) from None
     try:
         real = _fd_path(fd) or target.resolve()
-        if not _within(real, roots):
+        if not within(real, roots):
             raise _outside(path, real, roots)
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise NotFound(f"not a regular file: {path}")

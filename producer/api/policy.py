@@ -12,14 +12,13 @@ from pathlib import Path
 
 from producer.sources import REMOTE_SCHEMES
 from tasks.errors import ConfigError, NotAllowed, UriError
-from tasks.fetch import local_path
+from tasks.fetch import local_path, resolved_roots, within
 from worker.settings import Settings
 
 
 def inside_allowed_roots(path: Path, settings: Settings) -> bool:
     """True when ``path`` (after resolving ``..`` and symlinks) lies under an allowed root."""
-    resolved = path.resolve()
-    return any(resolved.is_relative_to(root.resolve()) for root in settings.allowed_roots)
+    return within(path.resolve(), resolved_roots(settings.allowed_roots))
 
 
 def _local(text: str, settings: Settings, what: str) -> Path:
