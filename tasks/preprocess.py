@@ -71,9 +71,9 @@ def _tune_malloc(arenas: int) -> None:
       does with ``mremap`` for mmap-ed blocks, so every photo faulted its pages in
       again (~1,300 page faults per corpus image, memset by Pillow). Serving blocks up
       to 32 MB from the heap and never trimming it took a full decode from 10.4 to
-      8.0 ms per image and the exact-mode worker's page faults from ~1.0 M to ~0.3 M
-      per 480-image run. The cost: memory freed after a peak stays resident, which
-      the peak RSS figure already counts.
+      8.0 ms per image and, with one arena, the exact-mode worker's page faults from
+      ~1.0 M to 0.05-0.2 M per 480-image run. The cost: memory freed after a peak
+      stays resident, which the peak RSS figure already counts.
 
     A no-op where glibc's ``mallopt`` is not available. Applies to threads created
     from now on (arenas) and to allocations from now on (thresholds).
