@@ -20,7 +20,7 @@ from pathlib import Path
 from bench import e2e, inprocess, report, sweep
 from producer.samples import build_corpus
 from tasks.lanes import plan_groups
-from worker.settings import Settings
+from tasks.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_IMAGES = 480  # ~4 minutes on the 2-core dev machine, a third of them 12 MP
@@ -103,7 +103,7 @@ def measure_mode(
     if args.batch_size:
         settings = settings.with_overrides(batch_size=args.batch_size)
     cores = settings.effective_concurrency * settings.effective_threads
-    group = len(plan_groups(settings.chunk_size, settings.effective_decode_threads, 10**9)[0])
+    group = len(plan_groups(settings.chunk_size, settings.effective_lanes, 10**9)[0])
     group = min(group, settings.batch_size)
 
     tagger = inprocess.load_tagger(weights, precision, decode)
@@ -118,7 +118,7 @@ def measure_mode(
         decode,
         contents,
         processes=settings.effective_concurrency,
-        lanes=settings.effective_decode_threads,
+        lanes=settings.effective_lanes,
         batch_size=group,
         max_pixels=settings.max_pixels,
     )

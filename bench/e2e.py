@@ -18,9 +18,9 @@ from pathlib import Path
 
 import redis
 
+from tasks.settings import Settings
 from tasks.store import ResultStore
 from tests.servers import BULKTAG, REPO, RedisServer, WorkerProcess
-from worker.settings import Settings
 
 TopK = dict[str, tuple[list[int], list[float]]]
 

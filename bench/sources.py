@@ -34,7 +34,7 @@ from bench.report import write_section
 from producer.samples import build_corpus
 from producer.submit import submit
 from tasks import keys
-from worker.settings import Settings
+from tasks.settings import Settings
 
 AWS = {
     "AWS_ACCESS_KEY_ID": "bench",

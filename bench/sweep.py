@@ -36,7 +36,7 @@ CONFIGS = (
     Config(
         "1 process, 1 lane, forward on 2 torch threads",
         ("--concurrency", "1", "--threads", "2"),
-        env={"BULKTAG_DECODE_THREADS": "1"},
+        env={"BULKTAG_LANES": "1"},
     ),
 )
 

@@ -17,7 +17,7 @@ import redis
 from producer import cli_ops
 from producer.cli_ops import positive_int
 from tasks.errors import BulktagError
-from worker.settings import Settings
+from tasks.settings import Settings
 
 EXIT_ERROR = 1
 

@@ -15,7 +15,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from worker.settings import Settings
+from tasks.settings import Settings
 
 
 def positive_int(text: str) -> int:
@@ -50,7 +50,7 @@ def results_job(job_id: str, model: str | None, settings: Settings) -> str:
 
 
 def cmd_beat(args: argparse.Namespace) -> int:
-    from worker.beat import start_beat
+    from producer.beat import start_beat
 
     start_beat(_settings(args), schedules=args.schedules, state=args.state, loglevel=args.loglevel)
     return 0
@@ -59,11 +59,11 @@ def cmd_beat(args: argparse.Namespace) -> int:
 def cmd_schedule_list(args: argparse.Namespace) -> int:
     from zoneinfo import ZoneInfo
 
+    from producer.schedules import load_schedules
     from tasks.errors import StoreUnavailable
-    from tasks.index import SourceIndex
+    from tasks.source_index import SourceIndex
     from tasks.store import connect
     from worker.app import create_app
-    from worker.schedules import load_schedules
 
     settings = _settings(args)
     parsed = load_schedules(args.schedules or settings.schedules)
@@ -109,7 +109,7 @@ def cmd_schedule_list(args: argparse.Namespace) -> int:
 
 def cmd_schedule_run(args: argparse.Namespace) -> int:
     from producer.incremental import run_incremental
-    from worker.schedules import load_schedules
+    from producer.schedules import load_schedules
 
     settings = _settings(args)
     entry = load_schedules(args.schedules or settings.schedules).get(args.name)
@@ -122,7 +122,7 @@ def cmd_schedule_run(args: argparse.Namespace) -> int:
 
 
 def cmd_schedule_reset(args: argparse.Namespace) -> int:
-    from tasks.index import SourceIndex
+    from tasks.source_index import SourceIndex
     from tasks.store import connect
 
     index = SourceIndex(connect(_settings(args).redis_url), args.name)
@@ -153,7 +153,7 @@ def cmd_reprocess(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from tasks.models import ModelRegistry
+    from tasks.model_registry import ModelRegistry
     from tasks.store import connect
 
     known = ModelRegistry(connect(_settings(args).redis_url)).known()

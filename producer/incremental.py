@@ -6,7 +6,7 @@ run NAME``) does, in order:
 1. takes the schedule's lock, so two runs never enumerate at once;
 2. looks at the previous run's job: still going -> this run is skipped (cron's usual
    no-overlap rule); finished -> its records are folded into the index
-   (``tasks.index``);
+   (``tasks.source_index``);
 3. lists the sources *with fingerprints* (``mtime_ns:size`` for local files, the ETag
    from the S3 listing, nothing for HTTP) and keeps the URIs whose index entry is
    missing, has another fingerprint, or names another model than the current one;
@@ -27,10 +27,10 @@ from typing import Any
 from producer.sources import iter_source
 from producer.submit import submit
 from tasks.errors import ConfigError, JobNotFound, UriError
-from tasks.index import SourceIndex
-from tasks.models import ModelRegistry
+from tasks.model_registry import ModelRegistry
+from tasks.settings import Settings
+from tasks.source_index import SourceIndex
 from tasks.store import ResultStore, connect
-from worker.settings import Settings
 
 log = logging.getLogger("bulktag.schedule")
 

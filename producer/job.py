@@ -11,8 +11,8 @@ import redis
 
 from tasks import keys
 from tasks.records import JobStatus
+from tasks.settings import Settings
 from tasks.store import ResultStore, connect
-from worker.settings import Settings
 
 
 class Job:

@@ -13,10 +13,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from producer.submit import chunked
+from tasks.contract import ChunkOptions, send_tag_chunk
 from tasks.errors import ConfigError
+from tasks.settings import Settings
 from tasks.store import ResultStore, connect
-from worker.app import TASK_TAG_CHUNK, create_app
-from worker.settings import Settings
+from worker.app import create_app
 
 
 @dataclass(frozen=True)
@@ -84,9 +85,11 @@ def retry_job(
         for chunk in chunked(_selected(store, job_id, errors, pending), size):
             reopened += store.reopen_errors(job_id, [i for i, _, is_error in chunk if is_error])
             enqueued_pending += sum(1 for *_, is_error in chunk if not is_error)
-            app.send_task(
-                TASK_TAG_CHUNK,
-                args=[job_id, [[i, uri] for i, uri, _ in chunk], {"round": round_}],
+            send_tag_chunk(
+                app,
+                job_id,
+                [(i, uri) for i, uri, _ in chunk],
+                ChunkOptions(round=round_),
                 queue=settings.queue,
                 producer=producer,
             )

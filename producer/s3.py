@@ -19,7 +19,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from producer.sources import IMAGE_EXTENSIONS
 from tasks.errors import ConfigError, UriError
 from tasks.fetch_s3 import parse_s3_uri, s3_client, s3_error
-from worker.settings import Settings
+from tasks.settings import Settings
 
 PAGE_SIZE = 1000  # S3's own maximum per ListObjectsV2 page
 

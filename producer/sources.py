@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TextIO
 
 from tasks.errors import ConfigError
-from worker.settings import Settings
+from tasks.settings import Settings
 
 IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".jpe", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff"}

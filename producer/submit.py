@@ -20,7 +20,7 @@ import secrets
 import time
 from collections.abc import Callable, Iterable, Iterator
 from itertools import islice
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import redis
 
@@ -28,10 +28,11 @@ from producer.backpressure import QueueGate
 from producer.job import Job
 from producer.sources import iter_sources
 from tasks import keys
+from tasks.contract import send_tag_chunk
 from tasks.errors import ConfigError, JobExists
+from tasks.settings import Settings
 from tasks.store import ResultStore, connect
-from worker.app import TASK_TAG_CHUNK, create_app
-from worker.settings import Settings
+from worker.app import create_app
 
 # URIs per publish batch: big enough that round trips stop mattering (~30 chunks of
 # 32), small enough that a slow source (an S3 listing, a pipe) still flows steadily.
@@ -133,7 +134,8 @@ def submit(
                 first = total
                 with producer.batch(max_size=len(batch)):
                     for chunk in batch:
-                        _send_chunk(app, producer, settings.queue, job_id, first, chunk)
+                        items = list(enumerate(chunk, start=first))
+                        send_tag_chunk(app, job_id, items, queue=settings.queue, producer=producer)
                         first += len(chunk)
                 total = first
                 if on_chunk:
@@ -153,20 +155,3 @@ def submit(
         raise ConfigError(f"no images found in {' '.join(sources)}")
     store.finish_enumeration(job_id)
     return Job(job_id, store)
-
-
-def _send_chunk(
-    app: Any, producer: Any, queue: str, job_id: str, first: int, chunk: list[str]
-) -> None:
-    """Publish one ``bulktag.tag_chunk`` message by name (contract v1)."""
-    items = [[first + i, uri] for i, uri in enumerate(chunk)]
-    app.send_task(
-        TASK_TAG_CHUNK,
-        args=[job_id, items, {}],
-        queue=queue,
-        producer=producer,
-        # Celery would otherwise saferepr() the whole item list into a header for
-        # monitoring, which costs more than the rest of the publish put together.
-        argsrepr=f"[{job_id!r}, <items {first}..{first + len(chunk) - 1}>, {{}}]",
-        kwargsrepr="{}",
-    )

@@ -1,6 +1,6 @@
 """Re-tag a job with the current model, and pick which model's records to read.
 
-Terms (see ``tasks.models``): the *current model* is the model id a worker process
+Terms (see ``tasks.model_registry``): the *current model* is the model id a worker process
 loaded most recently (or ``--model``). A *root* job is one submitted normally; each
 ``bulktag reprocess`` of it creates a new job holding the same URIs' records under
 another model, registered in the root's ``versions`` (model id -> job id). The root
@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from producer.job import Job
 from producer.submit import submit
 from tasks.errors import ConfigError
-from tasks.models import ModelRegistry
+from tasks.model_registry import ModelRegistry
+from tasks.settings import Settings
 from tasks.store import ResultStore, connect
-from worker.settings import Settings
 
 
 @dataclass(frozen=True)

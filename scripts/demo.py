@@ -28,9 +28,9 @@ sys.path.insert(0, str(REPO))
 
 from producer.samples import build_corpus  # noqa: E402
 from tasks.errors import BulktagError  # noqa: E402
+from tasks.settings import Settings  # noqa: E402
 from weights.checkpoint import load_checkpoint  # noqa: E402
 from weights.fetch import fetch_official, write_untrained  # noqa: E402
-from worker.settings import Settings  # noqa: E402
 
 VAR = REPO / "var" / "demo"
 BULKTAG = [sys.executable, "-m", "producer.cli"]

@@ -27,7 +27,7 @@ from tasks.errors import (
 )
 from tasks.fetch_http import fetch_http
 from tasks.fetch_s3 import fetch_s3
-from worker.settings import Settings
+from tasks.settings import Settings
 
 Fetch = Callable[[str, Settings], bytes]
 

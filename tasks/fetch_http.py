@@ -46,7 +46,7 @@ from tasks.errors import (
     UnsupportedUri,
 )
 from tasks.retry import retry_transient
-from worker.settings import Settings
+from tasks.settings import Settings
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 T = TypeVar("T")

@@ -41,7 +41,7 @@ from tasks.errors import (
     UriError,
 )
 from tasks.retry import retry_transient
-from worker.settings import Settings
+from tasks.settings import Settings
 
 NOT_FOUND = frozenset({"NoSuchKey", "NoSuchBucket", "NoSuchVersion", "NotFound", "404"})
 DENIED = frozenset(

@@ -32,9 +32,9 @@ import torch
 
 from tasks.errors import ConfigError
 from tasks.quantize import Calibration, quantized_model
+from tasks.settings import PRECISIONS, check_precision  # noqa: F401  # re-exported
 from weights.checkpoint import Checkpoint
 from weights.model import build_model
-from worker.settings import PRECISIONS, check_precision  # noqa: F401  # re-exported
 
 log = logging.getLogger(__name__)
 

@@ -16,13 +16,12 @@ from typing import Any
 
 import torch
 
-from tasks import lanes
+from tasks import instruments, lanes
 from tasks.errors import UriError
 from tasks.inference import Tagger
 from tasks.records import Label, Record
+from tasks.settings import Settings
 from tasks.store import ResultStore
-from worker import metrics
-from worker.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -99,13 +98,13 @@ def tag_items(
 
     def forward(batch: torch.Tensor) -> list[Top3]:
         # timed_forward needs len(images) only, which a batch tensor has.
-        return metrics.timed_forward(tagger.top3_batch, batch)
+        return instruments.timed_forward(tagger.top3_batch, batch)
 
     fresh, failures = lanes.tag_contents(
         contents,
         tagger=tagger,
         pool=pool,
-        lanes=settings.effective_decode_threads,
+        lanes=settings.effective_lanes,
         batch_size=settings.batch_size,
         max_pixels=settings.max_pixels,
         decode=tagger.decode,
@@ -121,12 +120,12 @@ def tag_items(
     charged: set[str] = set()  # hashes whose forward pass is attributed to one URI
     for (index, uri), data, digest in zip(items, fetched, hashes, strict=True):
         if digest is None:
-            metrics.count_error(data)
+            instruments.count_error(data)
             rec = Record(uri, None, "error", reason(data), None, model)
             outcomes.append((index, rec, False))
             continue
         if digest in failures:
-            metrics.count_error(failures[digest])
+            instruments.count_error(failures[digest])
             rec = Record(uri, digest, "error", reason(failures[digest]), None, model)
             outcomes.append((index, rec, False))
             continue
@@ -148,6 +147,6 @@ def fail_all(
 ) -> tuple[list[Outcome], ChunkReport]:
     """Error outcomes for every item of a chunk that failed as a whole."""
     why = reason(exc)
-    metrics.count_error(exc, len(items))
+    instruments.count_error(exc, len(items))
     outcomes = [(i, Record(uri, None, "error", why, None, model_id), False) for i, uri in items]
     return outcomes, ChunkReport(uris=len(items), error=len(items))

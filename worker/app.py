@@ -8,35 +8,40 @@ Delivery settings, and why (see docs/ and README "Delivery guarantees"):
 - No result backend: results go to bulktag's own store, written idempotently.
 - ``worker_send_task_events``: Flower sees tasks (a PUBLISH per task; dropped unheard).
 - Included with the worker: structured logs (``worker.logs``), Prometheus metrics
-  (``worker.metrics``) and the scheduled-run task (``tasks.scheduled``, sent by beat).
+  (``worker.metrics``), start-up (``worker.bootstrap``) and the chunk task (``tasks.tag``).
+
+Nothing is built at import time: ``import worker.app`` (and so ``import producer``) never
+reads the environment. ``app`` (for ``celery -A worker.app``) is built on first access.
 """
 
 from __future__ import annotations
 
+from functools import cache
+from typing import Any
+
 from celery import Celery
 
 from tasks.sentinel import broker_settings
+from tasks.settings import Settings
 from worker.delivery import delivery_conf
-from worker.settings import Settings
 
-TASK_TAG_CHUNK = "bulktag.tag_chunk"
-TASK_RUN_SCHEDULE = "bulktag.run_schedule"
+# What a tagging worker loads: log format, metrics endpoint, start-up, the chunk task.
+WORKER_MODULES = ("worker.logs", "worker.metrics", "worker.bootstrap", "tasks.tag")
 
 
-def create_app(settings: Settings | None = None) -> Celery:
-    """A Celery app for ``settings`` (default: from the environment)."""
+def create_app(
+    settings: Settings | None = None, *, include: tuple[str, ...] = WORKER_MODULES
+) -> Celery:
+    """A Celery app for ``settings`` (default: from the environment).
+
+    Args:
+        settings: broker and queue settings.
+        include: modules a worker of this app imports (tasks and signal handlers); a
+            producer that only sends by name never imports them.
+    """
     settings = settings or Settings.from_env()
     broker_url, sentinel_options = broker_settings(settings.redis_url)
-    app = Celery(
-        "bulktag",
-        include=[
-            "worker.logs",
-            "worker.metrics",
-            "worker.bootstrap",
-            "tasks.tag",
-            "tasks.scheduled",
-        ],
-    )
+    app = Celery("bulktag", include=list(include))
     app.conf.update(
         broker_url=broker_url,
         result_backend=None,
@@ -60,4 +65,14 @@ def create_app(settings: Settings | None = None) -> Celery:
     return app
 
 
-app = create_app()
+@cache
+def default_app() -> Celery:
+    """The app for settings from the environment, built once (``celery -A worker.app``)."""
+    return create_app()
+
+
+def __getattr__(name: str) -> Any:
+    """``worker.app.app``, built lazily so importing this module reads no environment."""
+    if name == "app":
+        return default_app()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -10,7 +10,7 @@ import ssl
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from worker.settings import Settings
+from tasks.settings import Settings
 
 # The hard time limit is this share of the visibility timeout: a hung chunk is killed
 # (and requeued) by its own worker before Redis would hand a copy to a second worker.

@@ -85,7 +85,7 @@ def install(logger: logging.Logger, log_format: str) -> None:
 @signals.after_setup_logger.connect
 @signals.after_setup_task_logger.connect
 def _configure(logger: logging.Logger | None = None, **_: Any) -> None:
-    from worker.settings import Settings
+    from tasks.settings import Settings
 
     if logger is not None:
         install(logger, Settings.from_env().log_format)

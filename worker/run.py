@@ -9,10 +9,11 @@ import tempfile
 from pathlib import Path
 
 from tasks.errors import ConfigError, WeightsError
+from tasks.process import int8_calibration
+from tasks.settings import Settings, check_precision
 from tasks.store import connect
 from weights.checkpoint import load_checkpoint, verify_file
-from worker.bootstrap import START_FAILURE_ENV, int8_calibration
-from worker.settings import Settings, check_precision
+from worker.bootstrap import START_FAILURE_ENV
 
 
 def start_worker(

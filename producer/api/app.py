@@ -19,7 +19,7 @@ from fastapi.staticfiles import StaticFiles
 from producer.api.context import ApiContext
 from producer.api.routes import jobs, meta
 from tasks.errors import BulktagError, ConfigError, JobNotFound, NotAllowed, StoreUnavailable
-from worker.settings import Settings
+from tasks.settings import Settings
 
 log = logging.getLogger("bulktag.api")
 

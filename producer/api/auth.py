@@ -13,7 +13,7 @@ import secrets
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from worker.settings import Settings
+from tasks.settings import Settings
 
 _bearer = HTTPBearer(auto_error=False, description="BULKTAG_API_TOKEN")
 

@@ -11,8 +11,8 @@ from producer.api.schemas import status_body
 from producer.api.submissions import Submissions
 from producer.api.webhook import WebhookWatcher
 from tasks.records import JobStatus
+from tasks.settings import Settings
 from tasks.store import ResultStore, connect
-from worker.settings import Settings
 
 THUMB_CONCURRENCY = 4  # decodes at once: the API must not starve workers on the same host
 THUMB_WAIT_SECONDS = 10.0  # longest a request waits for a slot before answering 503

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from producer.api.app import create_api
-from worker.settings import Settings
+from tasks.settings import Settings
 
 SPEC_PATH = Path(__file__).resolve().parents[2] / "docs" / "openapi.json"
 

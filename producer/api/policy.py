@@ -13,7 +13,7 @@ from pathlib import Path
 from producer.sources import REMOTE_SCHEMES
 from tasks.errors import ConfigError, NotAllowed, UriError
 from tasks.fetch import local_path, resolved_roots, within
-from worker.settings import Settings
+from tasks.settings import Settings
 
 
 def inside_allowed_roots(path: Path, settings: Settings) -> bool:

@@ -18,8 +18,8 @@ from collections import OrderedDict
 
 from producer.submit import submit
 from tasks.errors import BulktagError, JobExists
+from tasks.settings import Settings
 from tasks.store import ResultStore
-from worker.settings import Settings
 
 log = logging.getLogger("bulktag.api")
 

@@ -14,7 +14,7 @@ from PIL import Image
 
 from tasks.decode import decode_image
 from tasks.fetch import fetch_bytes
-from worker.settings import Settings
+from tasks.settings import Settings
 
 THUMB_MAX_SIDE = 256
 THUMB_QUALITY = 80

@@ -29,8 +29,8 @@ from tasks.errors import BulktagError, ConfigError, PermanentUriError, Transient
 from tasks.fetch_http import USER_AGENT, Target, checked_address
 from tasks.records import JobStatus
 from tasks.retry import retry_transient
+from tasks.settings import Settings
 from tasks.store import ResultStore
-from worker.settings import Settings
 
 log = logging.getLogger("bulktag.api.webhook")
 

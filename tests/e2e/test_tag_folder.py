@@ -105,7 +105,7 @@ def test_model_loads_once_per_process_and_redelivery_is_idempotent(
         bulktag(worker_env, "submit", str(tmp_path / "p"), "--job", "many", "--chunk-size", "2")
         # ...and the same folder through the Python API other applications use
         from producer import submit
-        from worker.settings import Settings
+        from tasks.settings import Settings
 
         job = submit(
             str(tmp_path / "p"), job="more", chunk_size=3, settings=Settings.from_env(worker_env)
@@ -123,7 +123,8 @@ def test_model_loads_once_per_process_and_redelivery_is_idempotent(
         records_before = bulktag(worker_env, "results", "many")
 
         # When one chunk of the finished job is delivered a second time
-        from worker.app import TASK_TAG_CHUNK, create_app
+        from tasks.contract import TASK_TAG_CHUNK
+        from worker.app import create_app
 
         app = create_app(Settings.from_env(worker_env))
         items = [[0, str(corpus.unique[0])], [1, str(corpus.unique[1])]]

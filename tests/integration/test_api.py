@@ -26,8 +26,8 @@ from producer.api import create_api
 from producer.api.webhook import signature
 from producer.submit import submit
 from tasks.records import Label, Record
+from tasks.settings import Settings
 from tasks.store import ResultStore, connect
-from worker.settings import Settings
 
 TOKEN = "s3cret-token"
 

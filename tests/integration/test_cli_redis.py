@@ -35,7 +35,7 @@ def test_submission_that_fails_midway_keeps_what_was_sent_and_can_finish(
     from producer.job import Job
     from producer.submit import submit as submit_fn
     from tasks.records import Record
-    from worker.settings import Settings
+    from tasks.settings import Settings
 
     # Given a URI stream that breaks after 5 URIs (a list file on a dying disk, say)
     def flaky() -> Iterator[str]:
@@ -87,8 +87,8 @@ def test_a_publish_batch_that_fails_is_not_counted(
     tmp_path: Path, redis_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from producer.submit import submit as submit_fn
+    from tasks.settings import Settings
     from tasks.store import ResultStore, connect
-    from worker.settings import Settings
 
     module = importlib.import_module("producer.submit")
     monkeypatch.setattr(module, "PUBLISH_BATCH_URIS", 4)  # batches of 1, 2, 2 chunks of 2
@@ -119,8 +119,8 @@ def test_cancel_stops_a_producer_waiting_for_queue_room(tmp_path: Path, redis_ur
 
     from producer.submit import submit as submit_fn
     from tasks.errors import ConfigError
+    from tasks.settings import Settings
     from tasks.store import ResultStore, connect
-    from worker.settings import Settings
 
     # Given a producer held by --max-queued 1 with no worker draining the queue
     settings = Settings.from_env({"BULKTAG_REDIS_URL": redis_url})

@@ -28,8 +28,8 @@ from PIL import Image
 import tasks.fetch_http as fetch_http_module
 from tasks.errors import NotAllowed, NotFound, PermanentUriError, TooLarge, TransientUriError
 from tasks.fetch import fetch_bytes
+from tasks.settings import Settings
 from tests.servers import BULKTAG, REPO, running_worker
-from worker.settings import Settings
 
 CAP = 200_000  # byte cap for these tests; every good image is far below it
 SLOW = 1.5  # seconds the slow route stalls; the read timeout below is 0.4 s

@@ -15,9 +15,9 @@ from moto.server import ThreadedMotoServer
 
 from producer.incremental import fingerprinted, run_incremental
 from tasks.records import Label, Record
+from tasks.settings import Settings
 from tasks.store import ResultStore, connect
 from tests.servers import free_port
-from worker.settings import Settings
 
 TOP3 = [Label("tench", 0, 0.5), Label("goldfish", 1, 0.3), Label("shark", 2, 0.1)]
 

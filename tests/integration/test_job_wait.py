@@ -11,8 +11,8 @@ import pytest
 from producer.job import Job
 from producer.submit import submit
 from tasks.records import Record
+from tasks.settings import Settings
 from tasks.store import ResultStore, connect
-from worker.settings import Settings
 
 
 @pytest.mark.parametrize("ending", ["last record", "cancel"])

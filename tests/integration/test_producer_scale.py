@@ -17,8 +17,8 @@ from producer.backpressure import QueueGate
 from producer.submit import PUBLISH_BATCH_URIS, growing, submit
 from tasks import keys
 from tasks.errors import ConfigError
+from tasks.settings import Settings
 from tasks.store import ResultStore
-from worker.settings import Settings
 
 QUEUE = "bulktag"
 

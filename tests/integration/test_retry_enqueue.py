@@ -14,8 +14,8 @@ from producer.submit import submit
 from tasks import keys
 from tasks.errors import ConfigError
 from tasks.records import Label, Record
+from tasks.settings import Settings
 from tasks.store import ResultStore
-from worker.settings import Settings
 
 TOP3 = [Label("tench", 0, 0.5), Label("goldfish", 1, 0.3), Label("shark", 2, 0.1)]
 

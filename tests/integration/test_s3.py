@@ -29,8 +29,8 @@ from producer.samples import build_corpus
 from producer.sources import iter_source
 from tasks.errors import ConfigError, NotAllowed, TransientUriError
 from tasks.fetch_s3 import fetch_s3, s3_client
+from tasks.settings import Settings
 from tests.servers import BULKTAG, REPO, free_port, running_worker
-from worker.settings import Settings
 
 FAKE_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "testing",

@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 import redis
 
+from tasks.contract import TASK_TAG_CHUNK
+from tasks.settings import Settings
 from tasks.store import ResultStore, connect
 from tests.servers import RedisServer, free_port, need_binary
-from worker.app import TASK_TAG_CHUNK, create_app
-from worker.settings import Settings
+from worker.app import create_app
 
 
 @pytest.fixture

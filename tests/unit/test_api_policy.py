@@ -8,7 +8,7 @@ import pytest
 
 from producer.api.policy import check_source, check_uris
 from tasks.errors import ConfigError, NotAllowed
-from worker.settings import Settings
+from tasks.settings import Settings
 
 
 @pytest.fixture

@@ -35,7 +35,7 @@ def test_any_load_failure_reports_and_stops_the_parent(
         raise Exited(code)
 
     monkeypatch.setenv(bootstrap.START_FAILURE_ENV, str(failure_file))
-    monkeypatch.setattr(bootstrap, "load_model", fail)
+    monkeypatch.setattr(bootstrap.process, "load_model", fail)
     monkeypatch.setattr(bootstrap.os, "kill", lambda pid, sig: kills.append((pid, sig)))
     monkeypatch.setattr(bootstrap.os, "_exit", exit_)
 

@@ -16,7 +16,7 @@ import redis
 from celery.exceptions import Reject
 
 import tasks.tag as tag
-from tasks import fault_injection, pipeline, poison
+from tasks import fault_injection, pipeline, poison, process
 from tasks.chunks import ChunkLedger
 from tasks.store import ResultStore
 
@@ -30,10 +30,10 @@ def store(monkeypatch: pytest.MonkeyPatch) -> ResultStore:
     store.add_chunk(pipe, "j", ["/d/a.jpg", "/d/b.jpg", "/d/c.jpg"])
     pipe.execute()
     store.finish_enumeration("j")
-    monkeypatch.setattr(tag, "_store", lambda: store)
-    monkeypatch.setattr(tag, "_ledger", lambda: ChunkLedger(store.r))
+    monkeypatch.setattr(process, "store", lambda: store)
+    monkeypatch.setattr(process, "ledger", lambda: ChunkLedger(store.r))
     monkeypatch.setattr(
-        tag, "_tagger", lambda: SimpleNamespace(model_id="resnet18-test", forward_batches=0)
+        process, "tagger", lambda: SimpleNamespace(model_id="resnet18-test", forward_batches=0)
     )
     return store
 
@@ -42,7 +42,7 @@ def store(monkeypatch: pytest.MonkeyPatch) -> ResultStore:
 def sent(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
     """Messages the task publishes, captured instead of sent."""
     messages: list[dict[str, Any]] = []
-    monkeypatch.setattr(tag.app, "send_task", lambda name, **kw: messages.append(kw))
+    monkeypatch.setattr(tag.tag_chunk.app, "send_task", lambda name, **kw: messages.append(kw))
     return messages
 
 
@@ -154,7 +154,7 @@ def test_poison_split_that_cannot_be_published_goes_back_whole(
         if len(calls) == 2:
             raise OperationalError("Error 111 connecting to 127.0.0.1:6379")
 
-    monkeypatch.setattr(tag.app, "send_task", flaky_send)
+    monkeypatch.setattr(tag.tag_chunk.app, "send_task", flaky_send)
     ledger = ChunkLedger(store.r)
     for _ in range(poison.MAX_DELIVERIES):
         ledger.begin("j", "0-2", host="w", pid=1, uris=3)

@@ -7,9 +7,9 @@ import ssl
 import pytest
 
 from tasks.errors import ConfigError
+from tasks.settings import MIN_VISIBILITY_TIMEOUT, Settings
 from worker.app import create_app
 from worker.delivery import broker_ssl, chunk_time_limit, restore_interval
-from worker.settings import MIN_VISIBILITY_TIMEOUT, Settings
 
 
 def test_app_acks_late_requeues_lost_and_timed_out_chunks_and_speaks_json_only() -> None:

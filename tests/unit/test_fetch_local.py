@@ -10,7 +10,7 @@ import pytest
 
 from tasks.errors import NotAllowed, NotFound, TooLarge, UnsupportedUri
 from tasks.fetch import fetch_bytes, fetch_local
-from worker.settings import Settings
+from tasks.settings import Settings
 
 
 @pytest.fixture

@@ -11,11 +11,11 @@ import pytest
 from producer.incremental import fingerprinted, local_fingerprint
 from producer.versions import pick_version
 from tasks.errors import ConfigError
-from tasks.index import SourceIndex
-from tasks.models import ModelRegistry
+from tasks.model_registry import ModelRegistry
 from tasks.records import Label, Record
+from tasks.settings import Settings
+from tasks.source_index import SourceIndex
 from tasks.store import ResultStore
-from worker.settings import Settings
 
 TOP3 = [Label("tench", 0, 0.5), Label("goldfish", 1, 0.3), Label("shark", 2, 0.1)]
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from tasks import instruments as metrics
 from tasks.errors import UnsupportedUri
 from tasks.fetch import FETCHERS
-from worker import metrics
 
 
 def scheme_labels() -> set[str]:

@@ -12,9 +12,9 @@ from producer.samples import build_corpus
 from tasks.fetch import fetch_bytes
 from tasks.inference import Tagger
 from tasks.pipeline import tag_items
+from tasks.settings import Settings
 from tasks.store import ResultStore
 from weights.checkpoint import load_checkpoint
-from worker.settings import Settings
 
 
 @pytest.fixture(scope="module")

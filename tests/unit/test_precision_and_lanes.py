@@ -20,8 +20,8 @@ from tasks.errors import ConfigError
 from tasks.inference import Tagger, check_precision, variant_id
 from tasks.lanes import plan_groups, tag_contents
 from tasks.preprocess import decode_crop, normalize
+from tasks.settings import Settings
 from weights.checkpoint import load_checkpoint
-from worker.settings import Settings
 
 MAX_PIXELS = 64_000_000
 
@@ -213,6 +213,6 @@ def test_hot_path_settings_from_env() -> None:
     with pytest.raises(ConfigError, match="BULKTAG_DECODE"):
         Settings.from_env({"BULKTAG_DECODE": "lossy"})
     # lanes x torch threads never exceed the process's threads
-    s = Settings(concurrency=1, threads=4, decode_threads=2)
-    assert (s.effective_decode_threads, s.torch_threads) == (2, 2)
+    s = Settings(concurrency=1, threads=4, lanes=2)
+    assert (s.effective_lanes, s.torch_threads) == (2, 2)
     assert Settings(concurrency=1, threads=2).torch_threads == 1

@@ -10,10 +10,11 @@ from zoneinfo import ZoneInfo
 import pytest
 from celery.schedules import crontab, schedule
 
+from producer.schedules import configure_beat, load_schedules
+from tasks.contract import TASK_RUN_SCHEDULE
 from tasks.errors import ConfigError
-from worker.app import TASK_RUN_SCHEDULE, create_app
-from worker.schedules import configure_beat, load_schedules
-from worker.settings import Settings
+from tasks.settings import Settings
+from worker.app import create_app
 
 EXAMPLE = """
 timezone = "Europe/Berlin"

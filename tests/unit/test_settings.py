@@ -7,14 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from tasks.cpu import auto_concurrency, available_cores, cgroup_cpu_quota
 from tasks.errors import ConfigError
-from worker.settings import (
-    DEFAULT_REDIS_URL,
-    Settings,
-    auto_concurrency,
-    available_cores,
-    cgroup_cpu_quota,
-)
+from tasks.settings import DEFAULT_REDIS_URL, Settings
 
 
 def test_defaults() -> None:

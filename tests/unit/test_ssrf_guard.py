@@ -8,7 +8,7 @@ import pytest
 
 from tasks.errors import NotAllowed, NotFound, UnsupportedUri
 from tasks.fetch_http import Target, blocked_reason, checked_address
-from worker.settings import Settings
+from tasks.settings import Settings
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,7 @@ import pytest
 import redis
 from celery.exceptions import Reject
 
-from tasks import inference
+from tasks import inference, process
 from tasks import tag as tag_module
 from tasks.chunks import ChunkLedger
 from tasks.errors import WeightsError
@@ -18,8 +18,8 @@ from tasks.store import ResultStore
 @pytest.fixture
 def wired(store: ResultStore, monkeypatch: pytest.MonkeyPatch) -> ResultStore:
     """tasks.tag wired to an in-memory store, with a job of two URIs waiting."""
-    monkeypatch.setattr(tag_module, "_store", lambda: store)
-    monkeypatch.setattr(tag_module, "_ledger", lambda: ChunkLedger(store.r))
+    monkeypatch.setattr(process, "store", lambda: store)
+    monkeypatch.setattr(process, "ledger", lambda: ChunkLedger(store.r))
     monkeypatch.setattr(inference, "_current", None)
     store.create_job("j", 2, "src")
     pipe = store.r.pipeline()
@@ -38,7 +38,7 @@ def test_model_that_cannot_load_ends_uris_as_errors_with_the_reason(
     def no_model() -> None:
         raise WeightsError("checkpoint /w.pt sha256 does not match its pin")
 
-    monkeypatch.setattr(tag_module, "_tagger", no_model)
+    monkeypatch.setattr(process, "tagger", no_model)
     tag_module.tag_chunk.run("j", ITEMS, {})
     st = wired.status("j")
     assert (st.state, st.ok, st.error) == ("done", 0, 2)
@@ -56,7 +56,7 @@ def test_redis_refusing_writes_requeues_the_chunk(
             "command not allowed when used memory > 'maxmemory'"
         )
 
-    monkeypatch.setattr(tag_module, "_tagger", lambda: (_ for _ in ()).throw(WeightsError("x")))
+    monkeypatch.setattr(process, "tagger", lambda: (_ for _ in ()).throw(WeightsError("x")))
     monkeypatch.setattr(wired, "record_outcomes", refuse)
     # The failure cannot be recorded either: the message must go back to the queue
     with pytest.raises(Reject):

@@ -1,4 +1,10 @@
-"""``bulktag beat``: Celery beat with the schedules from ``schedules.toml``.
+"""``bulktag beat``: Celery beat with the schedules from ``schedules.toml``, and their runs.
+
+Scheduled runs are producer work (list sources, submit what changed), so they run here,
+not in tagging workers: this process is Celery beat embedded in a one-thread consumer of
+its own queue (``<queue>.schedules``, ``tasks.contract.schedule_queue``) that executes
+``bulktag.run_schedule`` (``producer.scheduled``). Tagging workers never import producer
+code, and a run never waits behind a queue of photo chunks.
 
 Run exactly one beat per Redis: two would send every run twice (the second run of a
 pair finds the schedule locked or nothing changed, so it is harmless, but wasted).
@@ -10,10 +16,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from worker.schedules import configure_beat, load_schedules
-from worker.settings import Settings
+from producer.schedules import configure_beat, load_schedules
+from tasks.contract import schedule_queue
+from tasks.settings import Settings
 
 DEFAULT_STATE = Path("~/.cache/bulktag/beat-state")
+# What the beat process's Celery app loads: the log format and the run task, no model.
+BEAT_MODULES = ("worker.logs", "producer.scheduled")
 
 
 def start_beat(
@@ -36,8 +45,20 @@ def start_beat(
     connect(settings.redis_url).close()
     state_file = (state or DEFAULT_STATE).expanduser()
     state_file.parent.mkdir(parents=True, exist_ok=True)
-    app = create_app(settings)
-    configure_beat(app, parsed, settings.queue)
+    app = create_app(settings, include=BEAT_MODULES)
+    runs = schedule_queue(settings.queue)
+    configure_beat(app, parsed, runs)
     for entry in parsed.schedules:
         print(f"schedule {entry.name}: {entry.describe()} ({parsed.timezone}) -> {entry.sources}")
-    app.start(["beat", f"--loglevel={loglevel}", f"--schedule={state_file}"])
+    app.start(
+        [
+            "worker",
+            "--beat",
+            f"--schedule-filename={state_file}",
+            "--pool=solo",
+            f"--queues={runs}",
+            f"--loglevel={loglevel}",
+            "--without-gossip",
+            "--without-mingle",
+        ]
+    )

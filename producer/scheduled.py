@@ -1,8 +1,8 @@
 """``bulktag.run_schedule``: the task beat sends for each due schedule.
 
-A worker process runs it: it lists the sources and submits what changed as a new job
-(``producer.incremental``), then goes back to tagging. Arguments travel in the message,
-so workers never read ``schedules.toml``::
+The beat process runs it (``producer.beat``): it lists the sources and submits what
+changed as a new job (``producer.incremental``) to the tagging workers' queue. Arguments
+travel in the message, so the run needs nothing but the message::
 
     args = [name: str, sources: [str, ...], options: {"chunk_size"?: int, "queue"?: str}]
 
@@ -15,20 +15,21 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from celery import shared_task
+
+from producer.incremental import run_incremental
+from tasks.contract import TASK_RUN_SCHEDULE
 from tasks.errors import BulktagError
-from worker.app import TASK_RUN_SCHEDULE, app
-from worker.settings import Settings
+from tasks.settings import Settings
 
 log = logging.getLogger("bulktag.schedule")
 
 
-@app.task(name=TASK_RUN_SCHEDULE, bind=True, ignore_result=True)
+@shared_task(name=TASK_RUN_SCHEDULE, bind=True, ignore_result=True)
 def run_schedule(
     self: Any, name: str, sources: list[str], options: dict[str, Any] | None = None
 ) -> dict[str, Any]:
     """Run schedule ``name`` once over ``sources``; returns the run report."""
-    from producer.incremental import run_incremental  # producer code only when beat fires
-
     options = options or {}
     settings = Settings.from_env().with_overrides(queue=options.get("queue"))
     try:

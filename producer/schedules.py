@@ -14,9 +14,9 @@ The file (format in docs/OPERATIONS.md)::
     chunk_size = 16                   # optional
     queue = "bulktag-gpu"             # optional: where the run's chunks go
 
-Beat sends ``bulktag.run_schedule(name, sources, options)`` at each due time; a worker
-runs it (``tasks.scheduled``), which submits only what changed (``producer.incremental``).
-Workers never read this file: everything a run needs travels in the message.
+Beat sends ``bulktag.run_schedule(name, sources, options)`` at each due time to its own
+queue; the beat process runs it (``producer.scheduled``), which submits only what changed
+(``producer.incremental``). Everything a run needs travels in the message.
 """
 
 from __future__ import annotations
@@ -31,8 +31,8 @@ from typing import Any
 from celery import Celery
 from celery.schedules import crontab, schedule
 
+from tasks.contract import TASK_RUN_SCHEDULE
 from tasks.errors import ConfigError
-from worker.app import TASK_RUN_SCHEDULE
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -193,7 +193,7 @@ def configure_beat(app: Celery, schedules: ScheduleFile, queue: str) -> None:
     Args:
         app: the bulktag Celery app beat runs.
         schedules: the parsed file.
-        queue: where beat sends the run messages (the workers' queue).
+        queue: where beat sends the run messages (``tasks.contract.schedule_queue``).
     """
     app.conf.timezone = schedules.timezone
     app.conf.beat_schedule = {
