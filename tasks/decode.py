@@ -18,7 +18,6 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from tasks.errors import DecodeError, TooLarge
 
 if TYPE_CHECKING:
-    import torch
     from torch import nn
 
 
@@ -151,19 +150,3 @@ def reference_transform() -> nn.Module:
     from torchvision.models import ResNet18_Weights
 
     return ResNet18_Weights.IMAGENET1K_V1.transforms()
-
-
-def preprocess(img: Image.Image) -> torch.Tensor:
-    """A 3x224x224 float tensor, exactly the reference preprocessing."""
-    return reference_transform()(img)
-
-
-def decode_and_preprocess(data: bytes, max_pixels: int) -> torch.Tensor:
-    """Decode and preprocess ``data`` with every limit applied.
-
-    Raises:
-        DecodeError, TooLarge: as ``decode_image`` and ``check_resize_budget``.
-    """
-    img = decode_image(data, max_pixels)
-    check_resize_budget(img.size, max_pixels)
-    return preprocess(img)

@@ -4,22 +4,18 @@ Every download is streamed under the byte cap, bounded by connect/read timeouts 
 a whole-attempt deadline, follows at most ``max_redirects`` redirects, and is retried
 with backoff on timeouts, dropped connections, 5xx, 408 and 429 (other 4xx are final).
 
-SSRF guard: a URL could point a worker at the cloud metadata service or an internal
-admin port. Each hop's host (the first URL and every redirect target) is resolved,
-*every* address it resolves to must be public, and the connection is then made to
-that checked address, with the original name kept for the Host header, TLS SNI and
-the certificate check, so a DNS answer that changes between check and connect
-(rebinding) cannot steer it. ``BULKTAG_ALLOW_PRIVATE_NETWORKS=true`` turns the guard
-off for trusted internal deployments. Proxy variables (``HTTP_PROXY``) are not used.
+Each hop's host (the first URL and every redirect target) goes through the SSRF guard
+(``tasks.ssrf``), and the connection is then made to the checked address, with the
+original name kept for the Host header, TLS SNI and the certificate check, so a DNS
+answer that changes between check and connect (rebinding) cannot steer it. Proxy
+variables (``HTTP_PROXY``) are not used.
 """
 
 from __future__ import annotations
 
 import functools
 import http
-import ipaddress
 import os
-import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -47,75 +43,14 @@ from tasks.errors import (
 )
 from tasks.retry import retry_transient
 from tasks.settings import Settings
+from tasks.ssrf import IPAddress, checked_address
 
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 T = TypeVar("T")
 
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
 RETRYABLE_4XX = frozenset({408, 429})  # request timeout, too many requests: throttling
 READ_SIZE = 64 * 1024
 USER_AGENT = "bulktag/0.1"
-# Named so the refusal says what was targeted; the ranges below would refuse them anyway.
-METADATA_ADDRESSES = frozenset(
-    ipaddress.ip_address(a)
-    for a in ("169.254.169.254", "169.254.170.2", "fd00:ec2::254", "100.100.100.200")
-)
-
-
-def blocked_reason(ip: IPAddress) -> str | None:
-    """Why the SSRF guard refuses ``ip``, or None for a public address."""
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped  # ::ffff:127.0.0.1 is 127.0.0.1
-    if ip in METADATA_ADDRESSES:
-        return "a cloud metadata address"
-    if ip.is_loopback:
-        return "a loopback address"
-    if ip.is_link_local:
-        return "a link-local address"
-    if ip.is_private:
-        return "a private address"
-    if ip.is_multicast or ip.is_unspecified or ip.is_reserved or not ip.is_global:
-        return "not a public address"  # e.g. 0.0.0.0, 100.64.0.0/10 (shared), 240.0.0.0/4
-    return None
-
-
-def resolve(host: str, port: int) -> list[IPAddress]:
-    """Every address ``host`` resolves to, in resolver order, without duplicates.
-
-    Raises:
-        TransientUriError: a temporary DNS failure.
-        NotFound: the name does not resolve.
-    """
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except socket.gaierror as exc:
-        if exc.errno == socket.EAI_AGAIN:
-            raise TransientUriError(f"temporary DNS failure resolving {host}: {exc}") from None
-        raise NotFound(f"cannot resolve host {host!r}: {exc.strerror}") from None
-    seen: dict[IPAddress, None] = {}
-    for info in infos:
-        seen.setdefault(ipaddress.ip_address(str(info[4][0]).split("%", 1)[0]), None)
-    return list(seen)
-
-
-def checked_address(host: str, port: int, settings: Settings) -> IPAddress:
-    """The address to connect to for ``host``, after the SSRF guard.
-
-    Raises:
-        NotAllowed: any address ``host`` resolves to is not public (guard on).
-    """
-    addresses = resolve(host, port)
-    if not addresses:
-        raise NotFound(f"cannot resolve host {host!r}: no addresses")
-    if not settings.allow_private_networks:
-        for ip in addresses:
-            why = blocked_reason(ip)
-            if why:
-                raise NotAllowed(
-                    f"refused by the SSRF guard: {host} resolves to {ip}, {why} "
-                    "(set BULKTAG_ALLOW_PRIVATE_NETWORKS=true for trusted internal sources)"
-                )
-    return addresses[0]
 
 
 @dataclass(frozen=True)

@@ -28,8 +28,8 @@ import torch
 
 from tasks.inference import Tagger
 from tasks.preprocess import decode_crop, normalize
+from tasks.records import Top3
 
-Top3 = list[dict[str, Any]]
 # Groups per lane to aim for: more groups balance lanes better, smaller groups make
 # less efficient forwards. Two is enough for the chunk sizes bulktag uses.
 GROUPS_PER_LANE = 2

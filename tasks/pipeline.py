@@ -19,13 +19,12 @@ import torch
 from tasks import instruments, lanes
 from tasks.errors import UriError
 from tasks.inference import Tagger
-from tasks.records import Label, Record
+from tasks.records import Label, Record, Top3
 from tasks.settings import Settings
 from tasks.store import ResultStore
 
 log = logging.getLogger(__name__)
 
-Top3 = list[dict[str, Any]]
 Outcome = tuple[int, Record, bool]  # (index in job, record, deduped)
 
 

@@ -6,6 +6,9 @@ import time
 from dataclasses import dataclass
 from typing import Any, Literal
 
+# A record's labels on the wire: three ``{label, index, score}`` dicts, best first.
+Top3 = list[dict[str, Any]]
+
 Status = Literal["ok", "error"]
 JobState = Literal["enumerating", "running", "done", "cancelled"]
 

@@ -11,7 +11,7 @@ import os
 import shutil
 from typing import Any
 
-import pytest
+from tests.servers import need_or_fail
 
 CHROMIUM_CANDIDATES = ("/usr/bin/chromium", "/usr/bin/chromium-browser")
 CHROMIUM_ARGS = [
@@ -36,10 +36,7 @@ def need_chromium() -> str:
             import playwright.sync_api  # noqa: F401
         except ImportError:
             problem = "playwright not installed (pip install -e '.[dev]')"
-    if problem:
-        if os.environ.get("CI"):
-            pytest.fail(problem)
-        pytest.skip(problem)
+    need_or_fail(problem)
     assert path is not None
     return path
 

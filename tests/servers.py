@@ -31,14 +31,24 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def need_binary(name: str) -> str:
-    """The binary's path; under CI a missing service fails instead of skipping."""
+def need_or_fail(problem: str | None) -> None:
+    """Skip the test for ``problem`` (a missing service or tool), or fail it under CI.
+
+    CI must prove everything, so there a missing real service is a failure; on a
+    developer's machine it is a skip that says what to install.
+    """
+    if problem is None:
+        return
+    if os.environ.get("CI"):
+        pytest.fail(problem)
+    pytest.skip(problem)
+
+
+def need_binary(name: str, package: str | None = None) -> str:
+    """The binary's path; skips (fails under CI) when it is not installed."""
     path = shutil.which(name)
-    if path is None:
-        message = f"{name} not installed (apt-get install redis-server)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+    need_or_fail(None if path else f"{name} not installed (apt-get install {package or name})")
+    assert path is not None
     return path
 
 

@@ -6,7 +6,7 @@ webhook and, once a job is ``done`` or ``cancelled``, POSTs ``status --json`` to
 they live in memory, so a restart forgets jobs still being watched.
 
 The URL is checked by the same SSRF guard workers use for ``http(s)://`` images
-(``tasks.fetch_http.checked_address``): private, loopback and metadata addresses are
+(``tasks.ssrf.checked_address``): private, loopback and metadata addresses are
 refused unless ``BULKTAG_ALLOW_PRIVATE_NETWORKS=true``; the connection goes to the
 checked address, so a DNS answer that changes in between cannot steer it.
 """
@@ -26,10 +26,11 @@ import urllib3
 from urllib3.exceptions import HTTPError
 
 from tasks.errors import BulktagError, ConfigError, PermanentUriError, TransientUriError
-from tasks.fetch_http import USER_AGENT, Target, checked_address
+from tasks.fetch_http import USER_AGENT, Target
 from tasks.records import JobStatus
 from tasks.retry import retry_transient
 from tasks.settings import Settings
+from tasks.ssrf import checked_address
 from tasks.store import ResultStore
 
 log = logging.getLogger("bulktag.api.webhook")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -20,7 +19,7 @@ import pytest
 import redis
 import yaml
 
-from tests.servers import BULKTAG, REPO, free_port
+from tests.servers import BULKTAG, REPO, free_port, need_binary
 
 COMPOSE = REPO / "docker-compose.yml"
 BULKTAG_IMAGES = ("bulktag:latest", "bulktag:gpu")
@@ -50,12 +49,7 @@ def local(argv: list[str]) -> list[str]:
 
 
 def test_compose_file_is_valid_for_docker_compose() -> None:
-    binary = shutil.which("docker-compose")
-    if binary is None:
-        message = "docker-compose not installed (apt-get install docker-compose)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+    binary = need_binary("docker-compose")
     env = {**os.environ, "REDIS_PASSWORD": "ci-check", "FLOWER_BASIC_AUTH": "ci:check"}
     for profile in ([], ["--profile", "gpu", "--profile", "tools", "--profile", "monitoring"]):
         proc = subprocess.run(
@@ -97,10 +91,7 @@ def test_redis_service_command_starts_a_password_protected_aof_redis(tmp_path: P
     shell, flag, script = spec["command"]
     port = free_port()
     script = script.replace("$$", "$") + f" --port {port} --bind 127.0.0.1 --dir {tmp_path}"
-    if shutil.which("redis-server") is None:
-        if os.environ.get("CI"):
-            pytest.fail("redis-server not installed")
-        pytest.skip("redis-server not installed")
+    need_binary("redis-server")
     proc = subprocess.Popen(
         [shell, flag, script],
         env={**os.environ, "REDIS_PASSWORD": "s3cret"},

@@ -26,6 +26,7 @@ import redis
 from PIL import Image
 
 import tasks.fetch_http as fetch_http_module
+from tasks import ssrf
 from tasks.errors import NotAllowed, NotFound, PermanentUriError, TooLarge, TransientUriError
 from tasks.fetch import fetch_bytes
 from tasks.settings import Settings
@@ -241,9 +242,9 @@ def test_every_redirect_hop_is_checked(
 ) -> None:
     # Treat 127.0.0.1 as public and the rest of loopback as private: the first hop passes,
     # and the redirect to 127.0.0.2 must be caught by the check on the second hop.
-    real = fetch_http_module.blocked_reason
+    real = ssrf.blocked_reason
     monkeypatch.setattr(
-        fetch_http_module,
+        ssrf,
         "blocked_reason",
         lambda ip: None if str(ip) == "127.0.0.1" else real(ip),
     )

@@ -9,7 +9,7 @@ import pytest
 from producer.cli import build_parser, main
 
 COMMANDS = ["worker", "submit", "status", "results", "cancel", "jobs", "workers", "weights"]
-COMMANDS += ["beat", "schedule", "reprocess", "models"]  # producer/cli_ops.py
+COMMANDS += ["beat", "schedule", "reprocess", "models"]  # producer/cli/schedules.py, models.py
 DEAD_REDIS = "redis://127.0.0.1:1/0"
 
 

@@ -11,16 +11,24 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from tasks.decode import (
     PRESET_RESIZE,
+    check_resize_budget,
     configure_limits,
-    decode_and_preprocess,
     decode_image,
     reference_transform,
 )
 from tasks.errors import TooLarge, UriError
 from tests.hostile_corpus import KINDS, MAX_PIXELS, Kind, build_hostile_corpus
+
+
+def decode_and_preprocess(data: bytes, max_pixels: int) -> torch.Tensor:
+    """The exact path with every limit: decode, the resize budget, the reference preset."""
+    img = decode_image(data, max_pixels)
+    check_resize_budget(img.size, max_pixels)
+    return reference_transform()(img)
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,9 @@ import ipaddress
 import pytest
 
 from tasks.errors import NotAllowed, NotFound, UnsupportedUri
-from tasks.fetch_http import Target, blocked_reason, checked_address
+from tasks.fetch_http import Target
 from tasks.settings import Settings
+from tasks.ssrf import blocked_reason, checked_address
 
 
 @pytest.mark.parametrize(

@@ -1,58 +1,23 @@
-"""Operator commands of ``bulktag``: beat, schedule list/run/reset, reprocess, models.
-
-Kept apart from ``producer.cli`` (which registers them through ``add_commands``) so the
-everyday commands stay readable. The same one-line-error rule applies: every expected
-failure is a BulktagError that ``producer.cli.main`` prints.
-"""
+"""Scheduled runs: ``bulktag beat`` and ``bulktag schedule list|run|reset``."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
-import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from tasks.settings import Settings
-
-
-def positive_int(text: str) -> int:
-    """argparse type: an integer >= 1 (so `--chunk-size 0` is an error, not a default)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
-def _settings(args: argparse.Namespace) -> Settings:
-    return Settings.from_env().with_overrides(redis_url=getattr(args, "redis_url", None))
-
-
-def results_job(job_id: str, model: str | None, settings: Settings) -> str:
-    """The job whose records ``bulktag results JOB`` prints: the current model's version.
-
-    Says on stderr when it falls back to another model's records.
-    """
-    from producer.versions import pick_version
-    from tasks.store import ResultStore, connect
-
-    version = pick_version(ResultStore(connect(settings.redis_url)), job_id, model)
-    if version.note:
-        print(f"bulktag: note: {version.note}", file=sys.stderr)
-    elif version.job != job_id:
-        print(f"bulktag: records of {version.job} (model {version.model})", file=sys.stderr)
-    return version.job
+from producer.cli.common import settings_for
 
 
 def cmd_beat(args: argparse.Namespace) -> int:
     from producer.beat import start_beat
 
-    start_beat(_settings(args), schedules=args.schedules, state=args.state, loglevel=args.loglevel)
+    start_beat(
+        settings_for(args), schedules=args.schedules, state=args.state, loglevel=args.loglevel
+    )
     return 0
 
 
@@ -65,7 +30,7 @@ def cmd_schedule_list(args: argparse.Namespace) -> int:
     from tasks.store import connect
     from worker.app import create_app
 
-    settings = _settings(args)
+    settings = settings_for(args)
     parsed = load_schedules(args.schedules or settings.schedules)
     app = create_app(settings)
     app.conf.timezone = parsed.timezone
@@ -111,7 +76,7 @@ def cmd_schedule_run(args: argparse.Namespace) -> int:
     from producer.incremental import run_incremental
     from producer.schedules import load_schedules
 
-    settings = _settings(args)
+    settings = settings_for(args)
     entry = load_schedules(args.schedules or settings.schedules).get(args.name)
     settings = settings.with_overrides(queue=entry.queue)
     report = run_incremental(
@@ -125,48 +90,15 @@ def cmd_schedule_reset(args: argparse.Namespace) -> int:
     from tasks.source_index import SourceIndex
     from tasks.store import connect
 
-    index = SourceIndex(connect(_settings(args).redis_url), args.name)
+    index = SourceIndex(connect(settings_for(args).redis_url), args.name)
     size = index.size()
     index.reset()
     print(f"schedule {args.name}: forgot {size} index entries; its next run tags everything")
     return 0
 
 
-def cmd_reprocess(args: argparse.Namespace) -> int:
-    from producer.progress import ProgressView, summary_line
-    from producer.versions import reprocess
-
-    job = reprocess(
-        args.job,
-        new_job=args.new_job,
-        chunk_size=args.chunk_size,
-        settings=_settings(args),
-        force=args.force,
-    )
-    model = job.store.job_field(job.id, "model")
-    print(f"job {job.id}: {job.status().total} URIs of {args.job} enqueued for model {model}")
-    if args.wait:
-        with ProgressView() as on_progress:
-            status = job.wait(timeout=args.timeout, on_progress=on_progress)
-        print(summary_line(status))
-    return 0
-
-
-def cmd_models(args: argparse.Namespace) -> int:
-    from tasks.model_registry import ModelRegistry
-    from tasks.store import connect
-
-    known = ModelRegistry(connect(_settings(args).redis_url)).known()
-    for i, (model, at) in enumerate(known):
-        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(at))
-        print(f"{'*' if i == 0 else ' '} {model}  last loaded {when}")
-    if not known:
-        print("no worker has loaded a model yet")
-    return 0
-
-
 def add_commands(sub: Any) -> None:
-    """Register the operator commands on the ``bulktag`` subparsers."""
+    """Register this group's subcommands on ``sub``."""
     schedules_help = "schedules file (env BULKTAG_SCHEDULES; default ./schedules.toml)"
     p = sub.add_parser("beat", help="run Celery beat with the schedules file")
     p.add_argument("--schedules", type=Path, help=schedules_help)
@@ -188,15 +120,3 @@ def add_commands(sub: Any) -> None:
     s = ssub.add_parser("reset", help="forget what a schedule has tagged (next run: all)")
     s.add_argument("name")
     s.set_defaults(func=cmd_schedule_reset)
-
-    p = sub.add_parser("reprocess", help="re-tag a finished job with the current model")
-    p.add_argument("job")
-    p.add_argument("--job", dest="new_job", help="id of the new job (default JOB.MODEL_ID)")
-    p.add_argument("--chunk-size", type=positive_int, help="URIs per task (default: the job's)")
-    p.add_argument("--force", action="store_true", help="even if the model already tagged it")
-    p.add_argument("--wait", action="store_true", help="show progress until the job is done")
-    p.add_argument("--timeout", type=float, help="with --wait: give up after SECONDS")
-    p.set_defaults(func=cmd_reprocess)
-
-    p = sub.add_parser("models", help="model ids workers have loaded; * marks the current one")
-    p.set_defaults(func=cmd_models)

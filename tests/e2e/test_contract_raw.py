@@ -1,0 +1,131 @@
+"""docs/TASK_CONTRACT.md, followed by a client that imports no bulktag (and no Celery).
+
+The "client" below writes the job keys of §3 with plain Redis commands and pushes a
+hand-built Celery protocol-2 message (§2, with the Redis wrapper kombu expects) onto
+the queue; a real `bulktag worker` must tag it and write the records of §4. A second
+message that breaks the contract is rejected without harming the worker.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import redis
+from PIL import Image
+
+from tests.reference import load_reference_model, reference_top3
+from tests.servers import running_worker
+
+pytestmark = pytest.mark.e2e
+
+
+def raw_message(task: str, args: list[object], queue: str) -> str:
+    """One message exactly as kombu's Redis transport stores it (LPUSH onto the queue)."""
+    task_id = str(uuid.uuid4())
+    body = [args, {}, {"callbacks": None, "errbacks": None, "chain": None, "chord": None}]
+    return json.dumps(
+        {
+            "body": base64.b64encode(json.dumps(body).encode()).decode(),
+            "content-encoding": "utf-8",
+            "content-type": "application/json",
+            "headers": {
+                "lang": "py",
+                "task": task,
+                "id": task_id,
+                "root_id": task_id,
+                "parent_id": None,
+                "group": None,
+                "retries": 0,
+                "eta": None,
+                "expires": None,
+                "timelimit": [None, None],
+                "argsrepr": "raw",
+                "kwargsrepr": "{}",
+                "origin": "hand-built",
+            },
+            "properties": {
+                "correlation_id": task_id,
+                "reply_to": "",
+                "delivery_mode": 2,
+                "delivery_info": {"exchange": "", "routing_key": queue},
+                "priority": 0,
+                "body_encoding": "base64",
+                "delivery_tag": str(uuid.uuid4()),
+            },
+        }
+    )
+
+
+def write_job(client: redis.Redis, job: str, uris: list[str]) -> None:
+    """§3: create the job, count its one chunk, end enumeration (no records exist yet)."""
+    assert client.hsetnx(f"bulktag:job:{job}", "job", job) == 1
+    now = time.time()
+    pipe = client.pipeline(transaction=True)
+    pipe.hset(
+        f"bulktag:job:{job}",
+        mapping={
+            "job": job,
+            "state": "enumerating",
+            "total": 0,
+            "ok": 0,
+            "error": 0,
+            "deduped": 0,
+            "chunks": 0,
+            "chunk_size": len(uris),
+            "created_at": now,
+            "source": "hand-built contract client",
+        },
+    )
+    pipe.zadd("bulktag:jobs", {job: now})
+    pipe.execute()
+    pipe = client.pipeline(transaction=True)
+    pipe.rpush(f"bulktag:job:{job}:uris", *uris)
+    pipe.hincrby(f"bulktag:job:{job}", "total", len(uris))
+    pipe.hincrby(f"bulktag:job:{job}", "chunks", 1)
+    pipe.execute()
+    # End of enumeration: no worker has seen a message yet, so "running" is the answer.
+    client.hset(f"bulktag:job:{job}", "state", "running")
+
+
+def test_a_hand_built_message_is_tagged_like_bulktag_own(
+    worker_env: dict[str, str], redis_client: redis.Redis, tmp_path: Path, dev_weights: Path
+) -> None:
+    # Given two photos and a job written key by key as the contract says
+    photos = []
+    for i, colour in enumerate([(200, 30, 30), (20, 160, 220)]):
+        path = tmp_path / f"photo{i}.png"
+        Image.new("RGB", (320, 240), colour).save(path)
+        photos.append(path)
+    write_job(redis_client, "raw-1", [str(p) for p in photos])
+    items = [[i, str(p)] for i, p in enumerate(photos)]
+
+    with running_worker(worker_env, tmp_path / "worker.log", redis_client, 1):
+        # When a malformed message and then a good one arrive on the queue
+        bad = raw_message("bulktag.tag_chunk", ["raw-1", [["zero", 5]], {}], "bulktag")
+        good = raw_message("bulktag.tag_chunk", ["raw-1", items, {}], "bulktag")
+        redis_client.lpush("bulktag", bad)
+        redis_client.lpush("bulktag", good)
+        deadline = time.monotonic() + 60
+        while redis_client.hget("bulktag:job:raw-1", "state") != "done":
+            assert time.monotonic() < deadline, (tmp_path / "worker.log").read_text()[-3000:]
+            time.sleep(0.1)
+
+    # Then each URI has the record of §4, agreeing with the plain torchvision pipeline
+    model = load_reference_model(dev_weights)
+    for index, path in enumerate(photos):
+        record = json.loads(redis_client.hget("bulktag:job:raw-1:records", str(index)) or "{}")
+        assert (record["uri"], record["status"], record["error"]) == (str(path), "ok", None)
+        indices, scores = reference_top3(model, path)
+        assert [label["index"] for label in record["top3"]] == indices
+        assert [label["score"] for label in record["top3"]] == pytest.approx(scores, abs=1e-4)
+        assert record["model"].startswith("resnet18-")
+    status = redis_client.hgetall("bulktag:job:raw-1")
+    assert (status["total"], status["ok"], status["error"]) == ("2", "2", "0")
+    # and the malformed message was refused with the reason in the worker's log
+    log = (tmp_path / "worker.log").read_text()
+    assert "rejected a malformed tag_chunk message: bad item ['zero', 5]" in log
