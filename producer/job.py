@@ -72,7 +72,7 @@ class Job:
     @contextlib.contextmanager
     def _finished_signal(self) -> Iterator[Callable[[float], None]]:
         """A ``sleep(seconds)`` that returns early when the job's end is published."""
-        pubsub = self.store.r.pubsub(ignore_subscribe_messages=True)
+        pubsub = self.store.r.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
         try:
             pubsub.subscribe(keys.job_finished_channel(self.id))
         except redis.RedisError:  # e.g. a proxy without pub/sub: plain polling

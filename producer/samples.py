@@ -40,7 +40,8 @@ def seed_images() -> list[Image.Image]:
 
     images = []
     for name in _SKIMAGE_SEEDS:
-        arr = data.stereo_motorcycle()[0] if name == "motorcycle" else getattr(data, name)()
+        load = getattr(data, "stereo_motorcycle" if name == "motorcycle" else name)
+        arr = load()[0] if name == "motorcycle" else load()
         images.append(Image.fromarray(np.asarray(arr)).convert("RGB"))
     try:
         from sklearn.datasets import load_sample_image

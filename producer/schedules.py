@@ -70,13 +70,14 @@ class Schedule:
         Cron: the next matching time after now. Interval: ``every`` after the last run
         (or after now when it never ran: beat starts counting when it starts).
         """
-        now = app.now()
+        now: datetime = app.now()
         if self.cron:
             due = now + self.celery_schedule(app).remaining_estimate(now)
             # cron times fall on whole minutes; drop the scheduler's sub-second drift
-            return (due + timedelta(seconds=30)).replace(second=0, microsecond=0)
-        due = (last_run or now) + timedelta(seconds=self.every or 0)
-        return max(due, now)
+            rounded: datetime = (due + timedelta(seconds=30)).replace(second=0, microsecond=0)
+            return rounded
+        start: datetime = last_run or now
+        return max(start + timedelta(seconds=self.every or 0), now)
 
 
 @dataclass(frozen=True)

@@ -149,4 +149,5 @@ def reference_transform() -> nn.Module:
     """torchvision's eval preset for IMAGENET1K_V1: resize 256, crop 224, normalise."""
     from torchvision.models import ResNet18_Weights
 
-    return ResNet18_Weights.IMAGENET1K_V1.transforms()
+    preset: nn.Module = ResNet18_Weights.IMAGENET1K_V1.transforms()
+    return preset

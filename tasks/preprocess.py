@@ -50,7 +50,7 @@ def configure_allocator(cached_blocks: int = CACHED_BLOCKS) -> None:
     the decode. Caching a few blocks removes part of it for ``16 MB x cached_blocks``
     of resident memory per process; ``_tune_malloc`` removes the rest.
     """
-    Image.core.set_blocks_max(cached_blocks)
+    Image.core.set_blocks_max(cached_blocks)  # type: ignore[attr-defined]
     _tune_malloc(MALLOC_ARENAS)
 
 

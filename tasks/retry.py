@@ -29,7 +29,7 @@ def backoff_delay(attempt: int, base: float, rng: Callable[[], float] = random.r
     Full jitter (a uniform draw up to ``base * 2**(attempt-1)``) spreads the retries
     of many workers hitting one throttled server instead of synchronising them.
     """
-    return rng() * min(MAX_DELAY, base * 2 ** (attempt - 1))
+    return float(rng() * min(MAX_DELAY, base * 2 ** (attempt - 1)))
 
 
 def retry_transient(

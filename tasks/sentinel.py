@@ -79,10 +79,13 @@ def sentinel_kwargs() -> dict[str, Any]:
 def master_client(url: str, **kwargs: Any) -> redis.Redis:
     """A redis-py client for the current master behind the sentinels in ``url``."""
     parsed = parse(url)
-    sentinels = Sentinel(list(parsed.hosts), sentinel_kwargs=sentinel_kwargs())
-    return sentinels.master_for(
+    # redis-py's Sentinel API carries no type hints.
+    hosts = list(parsed.hosts)
+    sentinels = Sentinel(hosts, sentinel_kwargs=sentinel_kwargs())  # type: ignore[no-untyped-call]
+    master: redis.Redis = sentinels.master_for(  # type: ignore[no-untyped-call]
         parsed.master_name, password=parsed.password, db=parsed.db, **kwargs
     )
+    return master
 
 
 def broker_settings(url: str) -> tuple[str, dict[str, Any]]:

@@ -25,4 +25,5 @@ def build_model(ckpt: Checkpoint) -> torch.nn.Module:
         model.load_state_dict(ckpt.state_dict, strict=True)
     except RuntimeError as exc:
         raise WeightsError(f"{ckpt.path} does not fit resnet18: {str(exc)[:200]}") from exc
-    return model.eval()
+    evaluating: torch.nn.Module = model.eval()
+    return evaluating

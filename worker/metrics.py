@@ -102,7 +102,7 @@ def build_registry(redis_url: str, queues: Sequence[str]) -> CollectorRegistry:
     """A registry holding every process's samples (multiprocess mode) plus Redis gauges."""
     registry = CollectorRegistry()
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        multiprocess.MultiProcessCollector(registry)
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
     else:  # single process (tests, `celery worker --pool solo`): this process's metrics
         for metric in instruments.ALL:
             registry.register(metric)
@@ -141,4 +141,4 @@ def serve_when_ready(**_: Any) -> None:
 def mark_dead(pid: int | None = None, **_: Any) -> None:
     """Drop a finished child's live-gauge files (its counters keep adding up)."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        multiprocess.mark_process_dead(pid or os.getpid())
+        multiprocess.mark_process_dead(pid or os.getpid())  # type: ignore[no-untyped-call]

@@ -29,12 +29,4 @@ def positive_int(text: str) -> int:
 
 def auto_int(value: str) -> int:
     """``auto`` (0: let the worker size it from the core count) or a positive integer."""
-    if value.lower() == "auto":
-        return 0
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected 'auto' or a number, got {value!r}") from None
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1 (or 'auto'), got {number}")
-    return number
+    return 0 if value.lower() == "auto" else positive_int(value)
