@@ -92,7 +92,7 @@ def test_a_publish_batch_that_fails_is_not_counted(
 
     module = importlib.import_module("producer.submit")
     monkeypatch.setattr(module, "PUBLISH_BATCH_URIS", 4)  # batches of 1, 2, 2 chunks of 2
-    real_send = module._send_chunk
+    real_send = module.send_tag_chunk
     calls = []
 
     def send_then_fail(*args: object, **kwargs: object) -> None:
@@ -101,7 +101,7 @@ def test_a_publish_batch_that_fails_is_not_counted(
             raise ConnectionError("broker connection lost")
         real_send(*args, **kwargs)
 
-    monkeypatch.setattr(module, "_send_chunk", send_then_fail)
+    monkeypatch.setattr(module, "send_tag_chunk", send_then_fail)
     uris = [str(tmp_path / f"{i}.jpg") for i in range(10)]
     settings = Settings.from_env({"BULKTAG_REDIS_URL": redis_url})
     with pytest.raises(ConnectionError):
