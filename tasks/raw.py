@@ -1,7 +1,7 @@
 """Camera RAW -> RGB PIL image through LibRaw (``rawpy``): preview or half-size demosaic.
 
-Two paths, and which one a file takes is counted (``on_path``; the worker exports it as
-``bulktag_raw_decodes_total{path=...}``), because their pixels differ slightly:
+Two paths, and which one a file takes is counted (``bulktag_raw_decodes_total{path=...}``,
+``tasks.instruments``), because their pixels differ slightly:
 
 - ``preview``: the camera's embedded JPEG (or bitmap) preview, when its short side is at
   least ``PREVIEW_MIN_SIDE`` (256, the preprocessing's resize target, so a preview is
@@ -18,7 +18,6 @@ sensor orientation, whatever EXIF their own JPEG carries.
 from __future__ import annotations
 
 import io
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Final
 
 from PIL import Image
@@ -36,9 +35,6 @@ _FLIP: Final = {
     5: Image.Transpose.ROTATE_90,  # 90 degrees counter-clockwise
     6: Image.Transpose.ROTATE_270,  # 90 degrees clockwise
 }
-
-# Called with the path each RAW took; the worker points it at its Prometheus counter.
-on_path: Callable[[str], None] | None = None
 
 
 def decode_raw(data: bytes, max_pixels: int, *, draft: int | None = None) -> Image.Image:
@@ -75,8 +71,11 @@ def decode_raw(data: bytes, max_pixels: int, *, draft: int | None = None) -> Ima
             raise DecodeError(f"camera RAW that LibRaw cannot read: {_why(exc)}") from None
     finally:
         raw.close()
-    if on_path is not None:
-        on_path(path)
+    # Imported here: tasks.instruments pulls in the fetchers (boto3), which a process
+    # that only decodes (calibration, the API's thumbnails) does not need.
+    from tasks import instruments
+
+    instruments.RAW_DECODES.labels(path=path).inc()
     return img
 
 
