@@ -10,8 +10,8 @@ reads all of it (the tests check that it does).
 from __future__ import annotations
 
 import io
-from contextlib import contextmanager
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 from PIL import Image
@@ -33,12 +33,17 @@ def heic_bytes(img: Image.Image, quality: int = 90, *, thumbnail: int | None = N
     """``img`` as HEIC (HEVC in HEIF) by pillow-heif.
 
     ``thumbnail``: embed a thumbnail whose long side is this many pixels, as phones do.
+    x265's ``ultrafast`` preset: a standard HEIC in an eighth of the default's time
+    (0.75 s instead of 5.9 s for 768x512 on the 2-core dev machine).
     """
     import pillow_heif
 
     out = io.BytesIO()
     pillow_heif.from_pillow(img).save(
-        out, quality=quality, thumbnails=[thumbnail] if thumbnail else []
+        out,
+        quality=quality,
+        thumbnails=[thumbnail] if thumbnail else [],
+        enc_params={"preset": "ultrafast"},
     )
     return out.getvalue()
 
