@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import numpy as np
 import pytest
 from PIL import Image
+from prometheus_client import REGISTRY
 
-from tasks import raw
 from tasks.decode import decode_image
 from tasks.errors import DecodeError, TooLarge
 from tasks.preprocess import FAST_DRAFT_MIN, decode_crop
+from tasks.raw import RAW_PATHS
 from tests.format_fixtures import avif_bytes, dng_bytes, heic_bytes, photo
 
 MAX = 64_000_000
@@ -22,13 +21,27 @@ def picture() -> Image.Image:
     return photo("coffee", (768, 512))
 
 
+class RawPaths:
+    """How many RAWs took each decode path since the test began (the worker's metric)."""
+
+    def __init__(self) -> None:
+        self.start = {path: self._count(path) for path in RAW_PATHS}
+
+    @staticmethod
+    def _count(path: str) -> float:
+        value = REGISTRY.get_sample_value("bulktag_raw_decodes_total", {"path": path})
+        return value or 0.0
+
+    def taken(self) -> dict[str, int]:
+        counts = {path: int(self._count(path) - self.start[path]) for path in RAW_PATHS}
+        return {path: n for path, n in counts.items() if n}
+
+
 @pytest.fixture
-def raw_paths() -> Iterator[list[str]]:
-    """The decode path of every RAW decoded during the test, in order."""
-    paths: list[str] = []
-    saved, raw.on_path = raw.on_path, paths.append
-    yield paths
-    raw.on_path = saved
+def raw_paths() -> RawPaths:
+    import tasks.instruments  # noqa: F401  (registers the counter before the first read)
+
+    return RawPaths()
 
 
 def mean_abs_diff(a: Image.Image, b: Image.Image) -> float:
@@ -69,22 +82,22 @@ def test_heic_over_the_pixel_limit_is_refused_before_decoding(picture: Image.Ima
 
 
 def test_dng_without_preview_is_demosaiced_at_half_size(
-    picture: Image.Image, raw_paths: list[str]
+    picture: Image.Image, raw_paths: RawPaths
 ) -> None:
     img = decode_image(dng_bytes(picture), MAX)
-    assert raw_paths == ["demosaic"]
+    assert raw_paths.taken() == {"demosaic": 1}
     assert (img.mode, img.size) == ("RGB", (384, 256))
     # LibRaw renders the mosaic back into (about) the photo: sRGB, camera white balance
     assert mean_abs_diff(img, picture.resize((384, 256))) < 20
 
 
 def test_dng_with_a_big_preview_uses_it_and_applies_the_raw_orientation(
-    picture: Image.Image, raw_paths: list[str]
+    picture: Image.Image, raw_paths: RawPaths
 ) -> None:
     preview = picture.resize((384, 256))
     # Orientation 6: the camera was turned; the viewer rotates 90 degrees clockwise
     img = decode_image(dng_bytes(picture, preview=preview, orientation=6), MAX)
-    assert raw_paths == ["preview"]
+    assert raw_paths.taken() == {"preview": 1}
     assert img.size == (256, 384)
     upright = preview.transpose(Image.Transpose.ROTATE_270)
     turned_the_wrong_way = preview.transpose(Image.Transpose.ROTATE_90)
@@ -92,22 +105,22 @@ def test_dng_with_a_big_preview_uses_it_and_applies_the_raw_orientation(
     # The demosaic path turns the image the same way
     demosaiced = decode_image(dng_bytes(picture, orientation=6), MAX)
     assert demosaiced.size == (256, 384)
-    assert raw_paths == ["preview", "demosaic"]
+    assert raw_paths.taken() == {"preview": 1, "demosaic": 1}
 
 
-def test_a_thumbnail_sized_preview_is_not_used(picture: Image.Image, raw_paths: list[str]) -> None:
+def test_a_thumbnail_sized_preview_is_not_used(picture: Image.Image, raw_paths: RawPaths) -> None:
     thumb = picture.resize((160, 107))  # short side < 256: would be upsampled
     img = decode_image(dng_bytes(picture, preview=thumb), MAX)
-    assert raw_paths == ["demosaic"] and img.size == (384, 256)
+    assert raw_paths.taken() == {"demosaic": 1} and img.size == (384, 256)
 
 
 def test_fast_mode_decodes_a_big_raw_preview_at_reduced_scale(
-    picture: Image.Image, raw_paths: list[str]
+    picture: Image.Image, raw_paths: RawPaths
 ) -> None:
     data = dng_bytes(picture, preview=picture)  # a full-size 768x512 preview
     assert decode_image(data, MAX).size == (768, 512)
     assert decode_image(data, MAX, draft=FAST_DRAFT_MIN).size == (384, 256)  # DCT 1/2
-    assert raw_paths == ["preview", "preview"]
+    assert raw_paths.taken() == {"preview": 2}
 
 
 def test_unreadable_raw_files_are_decode_errors_never_tiff_thumbnails() -> None:
