@@ -18,8 +18,16 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from PIL import Image
 
 from bench import report
+
+if TYPE_CHECKING:
+    import torch
+
+    from tasks.inference import Tagger
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_PHOTOS = 8
@@ -73,7 +81,9 @@ def build(root: Path, photos: int, size: tuple[int, int]) -> list[Path]:
     print(f"bench.formats: writing {photos} photos at {size[0]}x{size[1]} in {root} ...")
     for stem in stems:
         img = seeds[rng.randrange(len(seeds))]
-        img = img.resize(size).transpose(rng.choice([0, 1]))  # mirror some
+        img = img.resize(size)
+        if rng.random() < 0.5:  # mirror some: different contents from the same seed
+            img = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
         img.save(stem.with_suffix(".png"))
         stem.with_suffix(".jpg").write_bytes(jpeg_bytes(img))
         stem.with_suffix(".heic").write_bytes(heic_bytes(img, thumbnail=HEIC_THUMBNAIL))
@@ -85,12 +95,12 @@ def build(root: Path, photos: int, size: tuple[int, int]) -> list[Path]:
     return stems
 
 
-def measure(files: list[Path], mode: str, repeat: int) -> tuple[Speed, list[object]]:
+def measure(files: list[Path], mode: str, repeat: int) -> tuple[Speed, list[torch.Tensor]]:
     """Decode + crop every file ``repeat`` times in this thread; the last round's crops."""
     from tasks.preprocess import decode_crop
 
     contents = [f.read_bytes() for f in files]
-    crops: list[object] = []
+    crops: list[torch.Tensor] = []
     wall = cpu = 0.0
     for _ in range(repeat):
         w0, c0 = time.perf_counter(), time.process_time()
@@ -100,14 +110,14 @@ def measure(files: list[Path], mode: str, repeat: int) -> tuple[Speed, list[obje
     return Speed(len(contents) * repeat, wall, cpu), crops
 
 
-def top3(tagger: object, crops: list[object]) -> TopK:
+TopK = list[tuple[list[int], list[float]]]
+
+
+def top3(tagger: Tagger, crops: list[torch.Tensor]) -> TopK:
     from tasks.preprocess import normalize
 
-    out = tagger.top3_batch(normalize(crops))  # type: ignore[attr-defined]
+    out = tagger.top3_batch(normalize(crops))
     return [([t["index"] for t in r], [t["score"] for t in r]) for r in out]
-
-
-TopK = list[tuple[list[int], list[float]]]
 
 
 def compare(ref: TopK, got: TopK) -> report.Agreement:
@@ -126,7 +136,7 @@ def run(args: argparse.Namespace) -> str:
     stems = build(root, args.photos, args.size)
     weights = args.weights or dev_weights(args.workdir / "resnet18-untrained-seed0.pt")
     tagger = load_tagger(weights, "fp32", "exact")  # one thread, the worker's set-up
-    results: dict[str, dict[str, tuple[Speed, list]]] = {}
+    results: dict[str, dict[str, tuple[Speed, TopK]]] = {}
     for label, suffix in FORMATS:
         files = [s.with_suffix(f".{suffix}") for s in stems]
         results[suffix] = {}
@@ -196,7 +206,7 @@ def _codec_versions() -> str:
     libraw = ".".join(map(str, rawpy.libraw_version))
     return (
         f"Pillow {PIL.__version__}, pillow-heif {pillow_heif.__version__} "
-        f"(libheif {libheif}), rawpy {rawpy.__version__} (LibRaw {libraw})"
+        f"(libheif {libheif}), rawpy {rawpy.__version__} (LibRaw {libraw})"  # type: ignore[attr-defined]
     )
 
 

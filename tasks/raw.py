@@ -89,9 +89,10 @@ def _preview(raw: rawpy.RawPy, max_pixels: int, draft: int | None) -> Image.Imag
         return None
     except rawpy.LibRawError:
         return None  # a damaged preview: the sensor data may still be fine
-    if thumb.format == rawpy.ThumbFormat.JPEG:
+    data = thumb.data
+    if isinstance(data, bytes):  # ThumbFormat.JPEG
         try:
-            img = Image.open(io.BytesIO(thumb.data))
+            img = Image.open(io.BytesIO(data))
             if min(img.size) < PREVIEW_MIN_SIDE:
                 return None
             _check_pixels(img.size, max_pixels, "embedded preview")
@@ -102,7 +103,7 @@ def _preview(raw: rawpy.RawPy, max_pixels: int, draft: int | None) -> Image.Imag
             return None  # not a readable JPEG: demosaic instead
         # Deliberately no exif_transpose: LibRaw's flip is the RAW's orientation.
         return img if img.mode == "RGB" else img.convert("RGB")
-    array = thumb.data  # BITMAP: an (h, w, 3) uint8 array
+    array = data  # ThumbFormat.BITMAP: an (h, w, 3) uint8 array
     height, width = array.shape[:2]
     if min(height, width) < PREVIEW_MIN_SIDE:
         return None

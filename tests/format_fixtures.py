@@ -139,7 +139,7 @@ def _precompressed_jpeg() -> Iterator[None]:
     def never(*_: object, **__: object) -> bytes:
         raise AssertionError("tifffile tried to JPEG-encode a pre-encoded strip")
 
-    codecs = TIFF.COMPRESSORS._codecs
+    codecs = TIFF.COMPRESSORS._codecs  # type: ignore[attr-defined]
     had = 7 in codecs
     saved = codecs.get(7)
     codecs[7] = never
