@@ -212,12 +212,16 @@ def register_openers() -> None:
         if _registered:
             return
         try:
-            from pillow_heif import register_heif_opener
+            import pillow_heif
         except ImportError:
             pass
         else:
+            # One thread per decode: libheif would decode a grid image's tiles (iPhone
+            # HEICs are 512x512 tiles) on 4 threads, on top of the worker's processes x
+            # lanes, which already fill the cores.
+            pillow_heif.options.DECODE_THREADS = 1
             # thumbnails stay on: --decode fast uses them through Image.draft().
-            register_heif_opener()
+            pillow_heif.register_heif_opener()
         _registered = True
 
 

@@ -18,6 +18,10 @@ sensor orientation, whatever EXIF their own JPEG carries.
 from __future__ import annotations
 
 import io
+import os
+import threading
+from functools import cache
+from types import ModuleType
 from typing import TYPE_CHECKING, Final
 
 from PIL import Image
@@ -52,7 +56,7 @@ def decode_raw(data: bytes, max_pixels: int, *, draft: int | None = None) -> Ima
         TooLarge: the preview or the sensor is over ``max_pixels``.
     """
     try:
-        import rawpy
+        rawpy = load_rawpy()
     except ImportError:
         raise DecodeError("camera RAW needs the rawpy package (pip install rawpy)") from None
     raw = rawpy.RawPy()
@@ -81,7 +85,7 @@ def decode_raw(data: bytes, max_pixels: int, *, draft: int | None = None) -> Ima
 
 def _preview(raw: rawpy.RawPy, max_pixels: int, draft: int | None) -> Image.Image | None:
     """The embedded preview as RGB if it is big enough to stand for the photo, else None."""
-    import rawpy
+    rawpy = load_rawpy()
 
     try:
         thumb = raw.extract_thumb()
@@ -109,6 +113,34 @@ def _preview(raw: rawpy.RawPy, max_pixels: int, draft: int | None) -> Image.Imag
         return None
     _check_pixels((width, height), max_pixels, "embedded preview")
     return Image.fromarray(array[:, :, :3]).convert("RGB")
+
+
+@cache
+def load_rawpy() -> ModuleType:
+    """Import rawpy with its OpenMP runtime held to one thread (once per process).
+
+    LibRaw runs parts of a demosaic on OpenMP threads, by default one per core, on top of
+    the worker's processes x lanes, which already fill the cores. rawpy's wheel bundles
+    its own libgomp, which reads ``OMP_NUM_THREADS`` once, when it is loaded; the
+    variable is set for that moment only (unless the operator set it) and then restored,
+    so torch and child processes never see it. Measured on a 6 MP half-size demosaic:
+    95 -> 79 ms CPU, and no idle thread per core left spinning.
+
+    Raises:
+        ImportError: rawpy is not installed.
+    """
+    with _import_lock:
+        saved = os.environ.get("OMP_NUM_THREADS")
+        os.environ.setdefault("OMP_NUM_THREADS", "1")
+        try:
+            import rawpy
+        finally:
+            if saved is None:
+                del os.environ["OMP_NUM_THREADS"]
+    return rawpy
+
+
+_import_lock = threading.Lock()
 
 
 def _demosaic(raw: rawpy.RawPy, max_pixels: int) -> Image.Image:
