@@ -64,7 +64,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     print(f"total     {st.total}\nok        {st.ok}\nerror     {st.error}")
     print(f"deduped   {st.deduped}\npending   {st.pending}")
     if st.skipped:
-        print(f"skipped   {st.skipped} files that are not images (not in the job)")
+        print(f"skipped   {st.skipped} (files that are not images: not in the job)")
     print(f"rate      {rate}\nETA       {fmt_eta(st.eta_seconds)}")
     if st.submit_error:
         print(f"submit    {st.submit_error}")
