@@ -83,7 +83,8 @@ def decode_image(data: bytes, max_pixels: int, *, draft: int | None = None) -> I
         ) from None
     except UnidentifiedImageError:
         raise DecodeError(f"not a recognised image format ({_sniff(data)})") from None
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+    except (OSError, SyntaxError, ValueError, EOFError, RuntimeError) as exc:
+        # RuntimeError: Pillow's AVIF plugin reports a damaged file that way.
         raise DecodeError(f"corrupt or truncated image: {str(exc).strip()}") from None
 
 

@@ -143,3 +143,33 @@ def test_raw_sensor_over_the_pixel_limit_is_refused_before_unpacking(
 ) -> None:
     with pytest.raises(TooLarge, match="RAW sensor is 768x512"):
         decode_image(dng_bytes(picture), 100_000)
+
+
+@pytest.mark.parametrize("kind", ["heic", "avif", "dng", "dng-preview"])
+def test_damaged_files_only_ever_end_as_decode_errors(kind: str) -> None:
+    """Cut or scribbled-on files: an image or a DecodeError/TooLarge, never another error.
+
+    Anything else would be recorded as an "internal error" (and logged with a
+    traceback) instead of the file's reason.
+    """
+    import random
+
+    img = photo("coffee", (256, 256))
+    data = {
+        "heic": lambda: heic_bytes(img),
+        "avif": lambda: avif_bytes(img),
+        "dng": lambda: dng_bytes(img),
+        "dng-preview": lambda: dng_bytes(img, preview=img),
+    }[kind]()
+    rng = random.Random(kind)
+    for _ in range(25):
+        damaged = bytearray(data)
+        if rng.random() < 0.5:
+            damaged = damaged[: rng.randrange(8, len(damaged))]
+        else:
+            for _ in range(rng.randrange(1, 20)):
+                damaged[rng.randrange(len(damaged))] = rng.randrange(256)
+        try:
+            decode_image(bytes(damaged), MAX)
+        except (DecodeError, TooLarge):
+            pass
