@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import io
 
 import numpy as np
 import pytest
+import tifffile
 from PIL import Image
 from prometheus_client import REGISTRY
 
@@ -78,9 +80,12 @@ def test_truncated_heic_is_a_decode_error_naming_the_format(picture: Image.Image
         assert "HEIF" in str(err.value) or "truncated" in str(err.value), cut
 
 
-def test_heic_over_the_pixel_limit_is_refused_before_decoding(picture: Image.Image) -> None:
-    with pytest.raises(TooLarge, match="over the 1000-pixel limit"):
-        decode_image(heic_bytes(picture), 1000)
+@pytest.mark.parametrize("encode", [heic_bytes, avif_bytes], ids=["heic", "avif"])
+def test_over_the_pixel_limit_is_refused_before_decoding(
+    picture: Image.Image, encode: object
+) -> None:
+    with pytest.raises(TooLarge, match="768x512 = 393216 pixels, over the 1000-pixel limit"):
+        decode_image(encode(picture), 1000)  # type: ignore[operator]
 
 
 def test_dng_without_preview_is_demosaiced_at_half_size(
@@ -129,6 +134,14 @@ def test_unreadable_raw_files_are_decode_errors_never_tiff_thumbnails() -> None:
     # A CR2 header with nothing LibRaw understands after it
     with pytest.raises(DecodeError, match="camera RAW that LibRaw cannot read"):
         decode_image(b"II*\0\x10\0\0\0CR\x02\0" + b"\0" * 400, MAX)
+    # A NEF-like TIFF (a small first image, the photo in a SubIFD, no maker data LibRaw
+    # knows): Pillow would happily decode its 16x12 first image; LibRaw refuses it
+    nef_like = io.BytesIO()
+    with tifffile.TiffWriter(nef_like) as tif:
+        tif.write(np.zeros((12, 16, 3), np.uint8), subfiletype=1, subifds=1)
+        tif.write(np.zeros((64, 96, 3), np.uint8))
+    with pytest.raises(DecodeError, match="LibRaw"):
+        decode_image(nef_like.getvalue(), MAX)
     # A RAF (Fujifilm) magic number and garbage
     with pytest.raises(DecodeError, match="LibRaw"):
         decode_image(b"FUJIFILMCCD-RAW 0201FF383501" + b"\x01" * 400, MAX)
