@@ -107,7 +107,9 @@ def _preview(raw: rawpy.RawPy, max_pixels: int, draft: int | None) -> Image.Imag
             return None  # not a readable JPEG: demosaic instead
         # Deliberately no exif_transpose: LibRaw's flip is the RAW's orientation.
         return img if img.mode == "RGB" else img.convert("RGB")
-    array = data  # ThumbFormat.BITMAP: an (h, w, 3) uint8 array
+    # ThumbFormat.BITMAP: an (h, w, 3) uint8 array, already unpacked by LibRaw (within
+    # its own allocation limits) before its size can be seen; refused here all the same.
+    array = data
     height, width = array.shape[:2]
     if min(height, width) < PREVIEW_MIN_SIDE:
         return None
