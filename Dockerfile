@@ -18,6 +18,9 @@ COPY tasks ./tasks
 COPY producer ./producer
 COPY weights ./weights
 RUN pip install ".[flower]"
+# HEIC (pillow-heif), AVIF (Pillow's plugin) and camera RAW (rawpy) come as wheels that
+# bundle libheif/libde265 and LibRaw: no system packages. Fail the build if one is missing.
+RUN python -c "import pillow_heif, rawpy; from PIL import features; assert features.check('avif')"
 
 # Fails the build if the download does not match the pinned sha256.
 RUN bulktag weights fetch -o "$BULKTAG_WEIGHTS"

@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: help install redis-binary browser compose-binary test test-fast lint format demo bench clean compose-check openapi api bench-producer bench-sources
+.PHONY: help install redis-binary browser compose-binary test test-fast lint format demo bench clean compose-check openapi api bench-producer bench-sources bench-formats
 
 help:
 	@echo "make demo    set up, then tag sample photos end to end (starts and stops what it needs)"
@@ -66,6 +66,11 @@ bench-producer: install redis-binary
 # Worker images/s on the same photos from local disk, S3 (moto) and HTTP.
 bench-sources: install redis-binary
 	$(BIN)/python -m bench.sources
+
+# Decode img/s per core for HEIC, AVIF and camera RAW (preview vs demosaic) beside JPEG
+# (also the last stage of `make bench`).
+bench-formats: install
+	$(BIN)/python -m bench.formats
 
 clean:
 	rm -rf var .pytest_cache .ruff_cache .mypy_cache

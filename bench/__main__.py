@@ -277,6 +277,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--sweep", action="store_true", help="compare worker configurations instead"
     )
+    parser.add_argument(
+        "--skip-formats", action="store_true", help="skip the per-format decode stage"
+    )
     return parser.parse_args(argv)
 
 
@@ -323,6 +326,12 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_write:
         report.write_section(args.out, "throughput", section)
         print(f"\nwrote {args.out}")
+    if not args.skip_formats:  # HEIC, AVIF, RAW beside JPEG (also `python -m bench.formats`)
+        from bench import formats
+
+        extra = ["--workdir", str(args.workdir), "--out", str(args.out)]
+        extra += ["--weights", str(args.weights)] if args.weights else []
+        formats.main(extra + (["--no-write"] if args.no_write else []))
     return 0
 
 

@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass
 from itertools import chain, islice
 from typing import Any
 
-from producer.sources import iter_source
+from producer.sources import Selection, iter_source
 from producer.submit import submit
 from tasks.errors import ConfigError, JobNotFound, UriError
 from tasks.model_registry import ModelRegistry
@@ -66,8 +66,13 @@ def local_fingerprint(uri: str) -> str | None:
     return f"{st.st_mtime_ns}:{st.st_size}"
 
 
-def s3_fingerprints(source: str, settings: Settings) -> Iterator[Pair]:
-    """Every image under an ``s3://`` prefix with its ETag, from the listing alone."""
+def s3_fingerprints(
+    source: str, settings: Settings, selection: Selection | None = None
+) -> Iterator[Pair]:
+    """Every image under an ``s3://`` prefix with its ETag, from the listing alone.
+
+    ``selection`` (if given) counts the keys that are not images.
+    """
     from botocore.exceptions import BotoCoreError, ClientError
 
     from producer.s3 import PAGE_SIZE, is_image_key
@@ -83,25 +88,31 @@ def s3_fingerprints(source: str, settings: Settings) -> Iterator[Pair]:
         .get_paginator("list_objects_v2")
         .paginate(Bucket=bucket, Prefix=prefix, PaginationConfig={"PageSize": PAGE_SIZE})
     )
+    takes = selection.takes_key if selection is not None else is_image_key
     try:
         for page in pages:
             for obj in page.get("Contents", ()):
-                if is_image_key(obj["Key"]):
+                if not obj["Key"].endswith("/") and takes(obj["Key"]):
                     yield f"s3://{bucket}/{obj['Key']}", f"etag:{obj['ETag'].strip(chr(34))}"
     except (ClientError, BotoCoreError) as exc:
         where = f"s3://{bucket}/{prefix}"
         raise ConfigError(f"cannot list {where}: {s3_error(exc, where)}") from None
 
 
-def fingerprinted(sources: Iterable[str], settings: Settings) -> Iterator[Pair]:
-    """``(uri, fingerprint)`` for every URI the sources name, streamed."""
+def fingerprinted(
+    sources: Iterable[str], settings: Settings, selection: Selection | None = None
+) -> Iterator[Pair]:
+    """``(uri, fingerprint)`` for every URI the sources name, streamed.
+
+    ``selection`` counts the files folder walks and listings leave out (not images).
+    """
     from producer.s3 import is_image_key
 
     for source in sources:
         if source.startswith("s3://") and not is_image_key(source.split("/", 3)[-1]):
-            yield from s3_fingerprints(source, settings)
+            yield from s3_fingerprints(source, settings, selection)
             continue
-        for uri in iter_source(source, settings=settings):
+        for uri in iter_source(source, settings=settings, selection=selection):
             local = "://" not in uri or uri.startswith("file://")
             yield uri, local_fingerprint(uri) if local else None
 
@@ -179,8 +190,10 @@ def _submit_changed(
     if store.job_state(job_id) is not None:  # two runs in one second
         job_id += f"-{time.time_ns() % 1_000_000:06d}"
 
+    selection = Selection()  # the job records what the walk skipped, as submit's does
+
     def changed() -> Iterator[str]:
-        pairs = fingerprinted(sources, settings)
+        pairs = fingerprinted(sources, settings, selection)
         while batch := list(islice(pairs, COMPARE_BATCH)):
             report.listed += len(batch)
             todo = index.changed(batch, report.model)
@@ -197,6 +210,7 @@ def _submit_changed(
             chunk_size=chunk_size,
             settings=settings,
             uris=chain([first], stream),
+            selection=selection,
         )
         store.annotate_job(job.id, schedule=index.name)
         report.job = job.id

@@ -16,9 +16,10 @@ from typing import Any, TextIO
 from boto3.exceptions import S3UploadFailedError
 from botocore.exceptions import BotoCoreError, ClientError
 
-from producer.sources import IMAGE_EXTENSIONS
+from producer.selection import Selection
 from tasks.errors import ConfigError, UriError
 from tasks.fetch_s3 import parse_s3_uri, s3_client, s3_error
+from tasks.formats import IMAGE_EXTENSIONS
 from tasks.settings import Settings
 
 PAGE_SIZE = 1000  # S3's own maximum per ListObjectsV2 page
@@ -29,13 +30,16 @@ def is_image_key(key: str) -> bool:
     return not key.endswith("/") and PurePosixPath(key).suffix.lower() in IMAGE_EXTENSIONS
 
 
-def iter_s3_source(source: str, settings: Settings) -> Iterator[str]:
+def iter_s3_source(
+    source: str, settings: Settings, selection: Selection | None = None
+) -> Iterator[str]:
     """The image URIs one ``s3://`` source names.
 
     ``s3://bucket/key.jpg`` (an image extension, no trailing slash) is one object and is
     passed through unchecked: a missing key becomes that URI's error record. Anything
     else is a prefix: ``s3://bucket/``, ``s3://bucket/2024/`` and ``s3://bucket/2024``
-    (read as ``2024/``, so ``2024-old/`` is not swept in) list every image key under it.
+    (read as ``2024/``, so ``2024-old/`` is not swept in) list every image key under it;
+    ``selection`` (if given) adds ``--include-ext`` kinds and counts the keys left out.
 
     Raises:
         ConfigError: the bucket is missing, access is denied, or listing keeps failing.
@@ -48,10 +52,12 @@ def iter_s3_source(source: str, settings: Settings) -> Iterator[str]:
         yield source
         return
     prefix = key if not key or key.endswith("/") else key + "/"
-    yield from list_prefix(s3_client(settings), bucket, prefix)
+    yield from list_prefix(s3_client(settings), bucket, prefix, selection)
 
 
-def list_prefix(client: Any, bucket: str, prefix: str) -> Iterator[str]:
+def list_prefix(
+    client: Any, bucket: str, prefix: str, selection: Selection | None = None
+) -> Iterator[str]:
     """Every image key under ``prefix`` as an ``s3://`` URI, in S3's (lexical) order.
 
     Raises:
@@ -62,10 +68,11 @@ def list_prefix(client: Any, bucket: str, prefix: str) -> Iterator[str]:
         Bucket=bucket, Prefix=prefix, PaginationConfig={"PageSize": PAGE_SIZE}
     )
     where = f"s3://{bucket}/{prefix}"
+    takes = selection.takes_key if selection is not None else is_image_key
     try:
         for page in pages:
             for obj in page.get("Contents", ()):
-                if is_image_key(obj["Key"]):
+                if not obj["Key"].endswith("/") and takes(obj["Key"]):
                     yield f"s3://{bucket}/{obj['Key']}"
     except (ClientError, BotoCoreError) as exc:
         raise ConfigError(f"cannot list {where}: {s3_error(exc, where)}") from None

@@ -12,48 +12,42 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TextIO
 
+from producer.selection import Selection, looks_like_image
 from tasks.errors import ConfigError
+from tasks.formats import IMAGE_EXTENSIONS
 from tasks.settings import Settings
 
-IMAGE_EXTENSIONS = frozenset(
-    {".jpg", ".jpeg", ".jpe", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff"}
-)
-_MAGIC = (
-    b"\xff\xd8\xff",  # JPEG
-    b"\x89PNG\r\n\x1a\n",
-    b"GIF87a",
-    b"GIF89a",
-    b"BM",
-    b"II*\x00",  # TIFF little-endian
-    b"MM\x00*",  # TIFF big-endian
-)
 REMOTE_SCHEMES = ("s3://", "http://", "https://")
+# Re-exported: the walker's image kinds live in tasks.formats, shared with the decoder.
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "REMOTE_SCHEMES",
+    "Selection",
+    "iter_source",
+    "iter_sources",
+    "looks_like_image",
+    "normalise",
+    "read_list",
+    "walk_folder",
+]
 
 
-def looks_like_image(path: Path) -> bool:
-    """True for an image extension, or, for other files, image magic bytes."""
-    if path.suffix.lower() in IMAGE_EXTENSIONS:
-        return True
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(16)
-    except OSError:
-        return False
-    return head.startswith(_MAGIC) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP")
-
-
-def walk_folder(root: Path) -> Iterator[str]:
+def walk_folder(root: Path, selection: Selection | None = None) -> Iterator[str]:
     """Every image under ``root``, recursively, in a stable (sorted) order.
+
+    ``selection`` decides what is an image (plus any ``--include-ext`` kinds) and
+    counts the files left out (default: the image kinds, uncounted).
 
     Raises:
         ConfigError: a folder under ``root`` cannot be listed. ``os.walk`` would skip it
             silently, and a job missing a whole folder of images looks complete.
     """
+    takes = (selection or Selection()).takes_file
     for dirpath, dirnames, filenames in os.walk(root, onerror=_unreadable_folder):
         dirnames.sort()
         for name in sorted(filenames):
             path = Path(dirpath, name)
-            if path.is_file() and looks_like_image(path):
+            if path.is_file() and takes(path):
                 yield str(path.absolute())
 
 
@@ -78,12 +72,17 @@ def normalise(uri: str) -> str:
 
 
 def iter_source(
-    source: str, stdin: TextIO | None = None, settings: Settings | None = None
+    source: str,
+    stdin: TextIO | None = None,
+    settings: Settings | None = None,
+    selection: Selection | None = None,
 ) -> Iterator[str]:
     """The URIs one command-line source names.
 
     An ``s3://`` source is listed as a prefix (see ``producer.s3.iter_s3_source``);
-    ``settings`` supply its endpoint (default: from the environment).
+    ``settings`` supply its endpoint (default: from the environment). ``selection``
+    filters folder walks and prefix listings and counts what they skip; a file or URI
+    named directly is always taken.
 
     Raises:
         ConfigError: a local path or list file that does not exist, or an S3 prefix
@@ -102,14 +101,14 @@ def iter_source(
     if source.startswith("s3://"):
         from producer.s3 import iter_s3_source  # boto3 only when S3 is used
 
-        yield from iter_s3_source(source, settings or Settings.from_env())
+        yield from iter_s3_source(source, settings or Settings.from_env(), selection)
         return
     if source.startswith(REMOTE_SCHEMES):
         yield source
         return
     path = Path(source[7:] if source.startswith("file://") else source).expanduser()
     if path.is_dir():
-        yield from walk_folder(path)
+        yield from walk_folder(path, selection)
     elif path.is_file():
         yield str(path.absolute())
     else:
@@ -117,7 +116,10 @@ def iter_source(
 
 
 def iter_sources(
-    sources: Iterable[str], stdin: TextIO | None = None, settings: Settings | None = None
+    sources: Iterable[str],
+    stdin: TextIO | None = None,
+    settings: Settings | None = None,
+    selection: Selection | None = None,
 ) -> Iterator[str]:
     for source in sources:
-        yield from iter_source(source, stdin, settings)
+        yield from iter_source(source, stdin, settings, selection)

@@ -26,7 +26,7 @@ import redis
 
 from producer.backpressure import QueueGate
 from producer.job import Job
-from producer.sources import iter_sources
+from producer.sources import Selection, iter_sources
 from tasks import keys
 from tasks.contract import send_tag_chunk
 from tasks.errors import ConfigError, JobExists
@@ -70,6 +70,7 @@ def submit(
     max_queued: int | None = None,
     on_wait: Callable[[int], None] | None = None,
     uris: Iterable[str] | None = None,
+    selection: Selection | None = None,
 ) -> Job:
     """Enqueue every URI that ``sources`` name as job ``job``; return its handle.
 
@@ -84,6 +85,9 @@ def submit(
         on_wait: called with the queue length whenever backpressure makes it wait.
         uris: URIs already resolved (reprocess, scheduled runs): enqueued as they are,
             and ``sources`` only labels the job.
+        selection: what folder walks and S3 listings take (``--include-ext``); it
+            counts the files they skip, which the job records as ``skipped`` (default:
+            the image kinds).
 
     Raises:
         ConfigError: the job exists, a source is missing, nothing was found, or the
@@ -116,9 +120,14 @@ def submit(
         per_batch = min(per_batch, cap)  # a batch must fit under the cap by itself
         gate = QueueGate(store.r, settings.queue, cap, on_wait=on_wait)
     total = 0
+    selection = selection or Selection()
     try:
         with app.producer_or_acquire() as producer:
-            stream = iter_sources(sources, settings=settings) if uris is None else uris
+            stream = (
+                iter_sources(sources, settings=settings, selection=selection)
+                if uris is None
+                else uris
+            )
             # Under --max-queued, full batches from the start: the gate admits a batch
             # only when all of it fits, so growing ones would stop below the cap.
             first_batch = per_batch if gate is not None else 1
@@ -128,6 +137,7 @@ def submit(
                 pipe = store.r.pipeline(transaction=True)
                 for chunk in batch:
                     store.add_chunk(pipe, job_id, chunk)
+                store.note_skipped(pipe, job_id, selection.total)
                 pipe.execute()
                 # kombu publishes the batch when the block exits cleanly and drops it on
                 # an exception, so the batch counts as sent only after the block.
@@ -152,6 +162,12 @@ def submit(
         raise
     if total == 0:
         store.delete_job(job_id)
-        raise ConfigError(f"no images found in {' '.join(sources)}")
+        skipped = selection.summary()
+        raise ConfigError(
+            f"no images found in {' '.join(sources)}" + (f" ({skipped})" if skipped else "")
+        )
+    pipe = store.r.pipeline(transaction=True)
+    store.note_skipped(pipe, job_id, selection.total)  # files after the last batch
+    pipe.execute()
     store.finish_enumeration(job_id)
     return Job(job_id, store)

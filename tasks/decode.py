@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from tasks.errors import DecodeError, TooLarge
+from tasks.formats import HEAD_BYTES, is_raw, missing_decoder, register_openers, sniff
+from tasks.raw import decode_raw
 
 if TYPE_CHECKING:
     from torch import nn
@@ -24,6 +26,9 @@ if TYPE_CHECKING:
 def decode_image(data: bytes, max_pixels: int, *, draft: int | None = None) -> Image.Image:
     """Decode ``data`` to an RGB PIL image, EXIF orientation applied.
 
+    Pillow decodes what it knows, HEIF/HEIC through pillow-heif's opener and AVIF
+    through its own plugin; a camera RAW (recognised by content, ``tasks.formats``)
+    goes to LibRaw instead (``tasks.raw``: embedded preview or half-size demosaic).
     The pixels are the reference's (``exif_transpose(img).convert("RGB")``) without its
     two full-size copies: ``exif_transpose`` copies even an upright image and
     ``convert`` copies an RGB one, which on a 12 MP photo costs more than the decode.
@@ -31,9 +36,10 @@ def decode_image(data: bytes, max_pixels: int, *, draft: int | None = None) -> I
     Args:
         data: the file's bytes.
         max_pixels: refuse images with more pixels than this (before decoding them).
-        draft: if set, let a JPEG decode at 1/2, 1/4 or 1/8 scale (libjpeg DCT scaling)
-            while both sides stay at least ``draft`` pixels: much cheaper for big
-            photos, but not the reference's pixels (the ``fast`` decode mode only).
+        draft: if set, let a JPEG decode at 1/2, 1/4 or 1/8 scale (libjpeg DCT scaling),
+            or a HEIC use its embedded thumbnail, while both sides stay at least
+            ``draft`` pixels: much cheaper for big photos, but not the reference's
+            pixels (the ``fast`` decode mode only).
 
     Raises:
         DecodeError: empty, not an image, truncated or corrupt.
@@ -41,6 +47,12 @@ def decode_image(data: bytes, max_pixels: int, *, draft: int | None = None) -> I
     """
     if not data:
         raise DecodeError("empty file (0 bytes)")
+    kind = sniff(data[:HEAD_BYTES])
+    if kind in ("raw", "tiff") and is_raw(data):
+        return decode_raw(data, max_pixels, draft=draft)
+    register_openers()
+    if kind in ("heif", "avif") and (missing := missing_decoder(kind)):
+        raise DecodeError(missing)
     try:
         img = Image.open(io.BytesIO(data))
         width, height = img.size
@@ -49,7 +61,7 @@ def decode_image(data: bytes, max_pixels: int, *, draft: int | None = None) -> I
                 f"image is {width}x{height} = {width * height} pixels, over the "
                 f"{max_pixels}-pixel limit (possible decompression bomb)"
             )
-        if draft and img.format == "JPEG":
+        if draft and img.format in _DRAFT_FORMATS:
             img.draft(img.mode, (draft, draft))
         img.load()
         ImageOps.exif_transpose(img, in_place=True)  # a no-op, not a copy, when upright
@@ -71,8 +83,13 @@ def decode_image(data: bytes, max_pixels: int, *, draft: int | None = None) -> I
         ) from None
     except UnidentifiedImageError:
         raise DecodeError(f"not a recognised image format ({_sniff(data)})") from None
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        raise DecodeError(f"corrupt or truncated image: {exc}") from None
+    except (OSError, SyntaxError, ValueError, EOFError, RuntimeError) as exc:
+        # RuntimeError: Pillow's AVIF plugin reports a damaged file that way.
+        raise DecodeError(f"corrupt or truncated image: {str(exc).strip()}") from None
+
+
+# Formats whose draft() decodes fewer pixels: libjpeg DCT scaling, HEIF thumbnails.
+_DRAFT_FORMATS = ("JPEG", "HEIF")
 
 
 def configure_limits(max_pixels: int) -> None:
@@ -130,12 +147,17 @@ _SIGNATURES = (
     (b"II*\x00", "TIFF"),
     (b"MM\x00*", "TIFF"),
 )
+_FAMILY_NAMES = {"heif": "HEIF/HEIC", "avif": "AVIF", "webp": "WebP", "bmp": "BMP"}
 
 
 def _sniff(data: bytes) -> str:
     for magic, name in _SIGNATURES:
         if data.startswith(magic):
             return f"starts like a {name} file but holds no readable image (truncated?)"
+    family = _FAMILY_NAMES.get(sniff(data[:HEAD_BYTES]) or "")
+    if family:
+        article = "an" if family[0] in "AEIOU" else "a"
+        return f"starts like {article} {family} file but holds no readable image (truncated?)"
     head = data[:64].lstrip().lower()
     if head.startswith((b"<!doctype html", b"<html")):
         return "looks like HTML"

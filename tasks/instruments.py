@@ -51,6 +51,13 @@ CHUNK_SECONDS = Histogram(
     "Wall time of one chunk task, fetch to stored records",
     buckets=_CHUNK_BUCKETS,
 )
+RAW_DECODES = Counter(
+    "bulktag_raw_decodes",
+    "Camera RAW files decoded, by path: the embedded preview or a half-size demosaic",
+    ["path"],
+)
+for _path in ("preview", "demosaic"):  # tasks.raw.RAW_PATHS
+    RAW_DECODES.labels(path=_path)  # both series exist from the start, at 0
 ALL = (
     IMAGES_TAGGED,
     URIS,
@@ -60,6 +67,7 @@ ALL = (
     BATCH_SECONDS,
     FETCH_SECONDS,
     CHUNK_SECONDS,
+    RAW_DECODES,
 )
 
 

@@ -76,6 +76,7 @@ class JobStatus:
     finished_at: float | None
     chunk_size: int
     submit_error: str | None = None  # why enumeration stopped early, if it did
+    skipped: int = 0  # files the walk saw but did not take (not images)
 
     @property
     def done_count(self) -> int:
@@ -122,6 +123,7 @@ class JobStatus:
             "finished_at": self.finished_at,
             "chunk_size": self.chunk_size,
             "submit_error": self.submit_error,
+            "skipped": self.skipped,
         }
 
     @classmethod
@@ -142,4 +144,5 @@ class JobStatus:
             finished_at=num("finished_at"),
             chunk_size=int(h.get("chunk_size", 0)),
             submit_error=h.get("submit_error") or None,
+            skipped=int(h.get("skipped", 0)),
         )

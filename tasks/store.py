@@ -192,6 +192,10 @@ class ResultStore:
         pipe.hincrby(keys.job(job_id), "total", len(uris))
         pipe.hincrby(keys.job(job_id), "chunks", 1)
 
+    def note_skipped(self, pipe: Any, job_id: str, count: int) -> None:
+        """Queue (on ``pipe``) the count of files the walk saw but did not take."""
+        pipe.hset(keys.job(job_id), "skipped", count)
+
     def finish_enumeration(self, job_id: str) -> None:
         self._finish_enum(keys=[keys.job(job_id)], args=[time.time()])
 

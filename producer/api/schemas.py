@@ -68,6 +68,10 @@ class JobStatusBody(BaseModel):
     submit_error: str | None = Field(
         default=None, description="Why enumerating the source stopped early, if it did."
     )
+    skipped: int = Field(
+        default=0,
+        description="Files the folder walk or S3 listing saw but did not take (not images).",
+    )
 
 
 class JobList(BaseModel):

@@ -13,9 +13,11 @@ from tasks.settings import Settings
 
 def cmd_submit(args: argparse.Namespace) -> int:
     from producer.progress import EnumerationView, ProgressView, summary_line
+    from producer.selection import Selection
     from producer.submit import submit
 
     settings = settings_for(args)
+    selection = Selection(args.include_ext or ())
     with EnumerationView() as view:
         job = submit(
             args.sources,
@@ -25,9 +27,12 @@ def cmd_submit(args: argparse.Namespace) -> int:
             on_chunk=view.on_chunk,
             max_queued=args.max_queued,
             on_wait=view.on_wait,
+            selection=selection,
         )
     status = job.status()
     print(f"job {job.id}: {status.total} URIs enqueued in chunks of {status.chunk_size}")
+    if skipped := selection.summary():
+        print(skipped)
     if not args.wait:
         return 0
     with ProgressView() as on_progress:
@@ -58,6 +63,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     print(f"job       {st.job}\nstate     {st.state}")
     print(f"total     {st.total}\nok        {st.ok}\nerror     {st.error}")
     print(f"deduped   {st.deduped}\npending   {st.pending}")
+    if st.skipped:
+        print(f"skipped   {st.skipped} (files that are not images: not in the job)")
     print(f"rate      {rate}\nETA       {fmt_eta(st.eta_seconds)}")
     if st.submit_error:
         print(f"submit    {st.submit_error}")
@@ -175,6 +182,13 @@ def add_commands(sub: Any) -> None:
         type=int,
         metavar="N",
         help="backpressure: wait while N chunks are queued (env BULKTAG_MAX_QUEUED; 0 = no cap)",
+    )
+    p.add_argument(
+        "--include-ext",
+        action="append",
+        metavar="EXT",
+        help="also take files ending in EXT from folders and S3 prefixes, e.g. --include-ext "
+        "dat (repeatable or comma list; files that are not images become error records)",
     )
     p.set_defaults(func=cmd_submit)
 

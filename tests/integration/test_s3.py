@@ -155,6 +155,27 @@ def test_listing_is_paginated_and_streamed(moto_url: str, monkeypatch: pytest.Mo
     assert calls["list"] == 4  # 11 keys at 3 a page
 
 
+def test_listing_takes_heic_avif_raw_and_counts_the_other_keys(moto_url: str) -> None:
+    from producer.selection import Selection
+
+    client = s3(moto_url)
+    client.create_bucket(Bucket="phone")
+    keys = ["d/IMG_1.HEIC", "d/IMG_2.avif", "d/DSC_3.NEF", "d/a.jpg", "d/clip.MOV", "d/x.xmp"]
+    for key in keys:
+        client.put_object(Bucket="phone", Key=key, Body=b"x")
+    settings = Settings(s3_endpoint_url=moto_url)
+    selection = Selection()
+    uris = list(iter_source("s3://phone/d/", settings=settings, selection=selection))
+    assert uris == [
+        f"s3://phone/{k}" for k in ("d/DSC_3.NEF", "d/IMG_1.HEIC", "d/IMG_2.avif", "d/a.jpg")
+    ]
+    assert selection.summary() == "skipped 2 files that are not images: .mov 1, .xmp 1"
+    forced = Selection(["mov"])
+    taken = list(iter_source("s3://phone/d/", settings=settings, selection=forced))
+    assert "s3://phone/d/clip.MOV" in taken
+    assert forced.skipped == {".xmp": 1}
+
+
 def test_a_missing_bucket_fails_submission_with_one_clear_line(moto_url: str) -> None:
     settings = Settings(s3_endpoint_url=moto_url)
     with pytest.raises(ConfigError, match=r"cannot list s3://no-such-bucket/: no such S3 bucket"):
