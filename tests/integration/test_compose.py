@@ -76,11 +76,11 @@ def test_each_service_command_runs_outside_docker(name: str, tmp_path: Path) -> 
 
 
 def test_services_only_set_variables_bulktag_reads() -> None:
-    known = set(re.findall(r'"(BULKTAG_[A-Z0-9_]+)"', (REPO / "worker/settings.py").read_text()))
+    known = set(re.findall(r'"(BULKTAG_[A-Z0-9_]+)"', (REPO / "tasks/settings.py").read_text()))
     for name, spec in services().items():
         env = spec.get("environment") or {}
         unknown = {k for k in env if k.startswith("BULKTAG_")} - known
-        assert not unknown, f"{name} sets {unknown}, which worker/settings.py never reads"
+        assert not unknown, f"{name} sets {unknown}, which tasks/settings.py never reads"
     assert services()["worker-gpu"]["environment"]["BULKTAG_QUEUE"] == "bulktag-gpu"
     assert services()["worker"]["stop_grace_period"] == "5m"
 
