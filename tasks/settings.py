@@ -29,6 +29,11 @@ DEFAULT_MAX_PIXELS = 64_000_000  # 5x a 12 MP photo; Pillow's own bomb limit is 
 DEFAULT_VISIBILITY_TIMEOUT = 3600
 # Fault tests lower it to see a dead worker's chunk come back quickly (docs/RELIABILITY.md).
 MIN_VISIBILITY_TIMEOUT = 10
+# Seconds a worker process's heartbeat lives unrefreshed (beats every TTL/6). A worker
+# gone that long has its chunks re-queued by a live one within TTL + TTL/3 (40 s):
+# long enough that a starved 2-core box or a Redis blip of a few seconds kills no one.
+DEFAULT_HEARTBEAT_TTL = 30
+MIN_HEARTBEAT_TTL = 3
 DEFAULT_FETCH_THREADS = 8
 # Remote fetches (HTTP and S3). Worst case, a chunk of stalled URLs costs
 # chunk / fetch threads x attempts x (connect + deadline): 4 x 3 x 125 s = 25 min with
@@ -87,6 +92,7 @@ class Settings:
     max_pixels: int = DEFAULT_MAX_PIXELS
     allowed_roots: tuple[Path, ...] = field(default_factory=tuple)
     visibility_timeout: int = DEFAULT_VISIBILITY_TIMEOUT
+    heartbeat_ttl: int = DEFAULT_HEARTBEAT_TTL
     channels_last: bool = True
     decode: str = "exact"  # "fast": Image.draft DCT scaling (measured agreement)
     precision: str = "fp32"  # "bf16" (CPU autocast), "fp16" (CUDA), "int8"; measured agreement
@@ -143,6 +149,9 @@ class Settings:
                 "BULKTAG_VISIBILITY_TIMEOUT",
                 DEFAULT_VISIBILITY_TIMEOUT,
                 minimum=MIN_VISIBILITY_TIMEOUT,
+            ),
+            heartbeat_ttl=_int(
+                env, "BULKTAG_HEARTBEAT_TTL", DEFAULT_HEARTBEAT_TTL, minimum=MIN_HEARTBEAT_TTL
             ),
             channels_last=_bool(env, "BULKTAG_CHANNELS_LAST", True),
             decode=_choice(env, "BULKTAG_DECODE", DECODE_MODES),
