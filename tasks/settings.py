@@ -25,7 +25,12 @@ DEFAULT_CHUNK_SIZE = 32
 DEFAULT_BATCH_SIZE = 16
 DEFAULT_MAX_BYTES = 50 * 1024 * 1024  # a 50 MB file is far past any camera JPEG
 DEFAULT_MAX_PIXELS = 64_000_000  # 5x a 12 MP photo; Pillow's own bomb limit is ~89 MP
-# Redis re-delivers an un-acked chunk after this long; must exceed the slowest chunk.
+# Redis re-delivers ANY un-acked chunk after this long, its worker alive or not: the last
+# resort now that heartbeats re-queue a dead worker's chunks in 40 s. It must exceed the
+# slowest healthy chunk: measured 0.3-0.4 s for 32 photos in `make bench` (4-12 s on a
+# loaded 2-core VM), but ~27 min at worst with slow remote sources at the fetch limits
+# below (worker.delivery.slowest_healthy_chunk); the hard time limit at 90% of 3600 s
+# keeps a 2x margin over that bound (docs/RELIABILITY.md, "Delivery settings").
 DEFAULT_VISIBILITY_TIMEOUT = 3600
 # Fault tests lower it to see a dead worker's chunk come back quickly (docs/RELIABILITY.md).
 MIN_VISIBILITY_TIMEOUT = 10
