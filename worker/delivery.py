@@ -41,7 +41,8 @@ def slowest_healthy_chunk(settings: Settings) -> float:
     """
     rounds = math.ceil(settings.chunk_size / settings.fetch_threads)
     attempt = settings.connect_timeout + settings.fetch_deadline
-    backoff = settings.fetch_backoff * (2 ** (settings.fetch_attempts - 1) - 1)  # waits between
+    # The waits between attempts: base x (1 + 2 + ... + 2^(attempts-2)), full jitter at most
+    backoff = settings.fetch_backoff * ((1 << (settings.fetch_attempts - 1)) - 1)
     fetching = rounds * (settings.fetch_attempts * attempt + backoff)
     return fetching + STORE_RETRY_BUDGET + COMPUTE_ALLOWANCE
 
