@@ -18,10 +18,11 @@ import redis
 
 from tasks import keys
 from tasks.chunks import ChunkLedger
+from tasks.contract import TASK_TAG_CHUNK
 from tasks.heartbeats import Beat, HeartbeatStore
 from tasks.recovery import Holding, Recovery, recovery_events
 from tasks.settings import Settings
-from worker.app import TASK_TAG_CHUNK, create_app
+from worker.app import create_app
 
 TTL = 30
 QUEUE = "bulktag"
