@@ -13,12 +13,15 @@ or its messages were lost). Three facts decide, each cheap to read:
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from tasks import keys
 from tasks.chunks import ChunkLedger, InFlight
+from tasks.heartbeats import recovery_bound
 from tasks.records import JobStatus
+from tasks.recovery import recovery_events
+from tasks.settings import DEFAULT_HEARTBEAT_TTL
 from tasks.store import ResultStore
 
 DEFAULT_STALL_AFTER = 120.0  # seconds without a new result before "slow" or "stuck"
@@ -36,6 +39,8 @@ class Health:
     queued: int = 0  # messages waiting in the broker queue (all jobs)
     reserved: int = 0  # messages delivered to workers and not yet acked (all jobs)
     live_workers: list[str] = field(default_factory=list)
+    # Chunks a live worker re-queued after their worker died (``tasks.recovery``).
+    recoveries: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -56,6 +61,7 @@ def diagnose(
     reserved: int,
     stall_after: float = DEFAULT_STALL_AFTER,
     visibility_timeout: int,
+    recover_within: float = recovery_bound(DEFAULT_HEARTBEAT_TTL),
     now: float | None = None,
 ) -> Health:
     """Judge a job from its status, in-flight chunks and the workers' answers.
@@ -67,7 +73,9 @@ def diagnose(
         queued: messages waiting in the broker queue.
         reserved: messages delivered to a worker and not acked.
         stall_after: seconds without a new result before the job is slow or stuck.
-        visibility_timeout: the broker's, to say when an orphaned chunk comes back.
+        visibility_timeout: the broker's last-resort redelivery, in seconds.
+        recover_within: seconds after a worker's death by which a live worker re-queues
+            its chunks (``tasks.heartbeats.recovery_bound``).
         now: the current time (injectable for tests).
 
     Returns:
@@ -91,8 +99,9 @@ def diagnose(
         orphan_note = (
             f"{len(orphaned)} chunk(s) were started by worker processes that are no longer "
             f"running them (oldest: {oldest.chunk} on {oldest.host} pid {oldest.pid}, "
-            f"{_ago(oldest.age(now))}); Redis hands such a chunk to a live worker "
-            f"{visibility_timeout}s after it was delivered"
+            f"{_ago(oldest.age(now))}); a live worker re-queues such a chunk within "
+            f"{recover_within:.0f}s of its worker's death (Redis itself only after "
+            f"{visibility_timeout}s)"
         )
 
     if status.state in ("done", "cancelled"):
@@ -156,6 +165,7 @@ def job_health(
     queue: str,
     visibility_timeout: int,
     stall_after: float = DEFAULT_STALL_AFTER,
+    heartbeat_ttl: int = DEFAULT_HEARTBEAT_TTL,
 ) -> tuple[JobStatus, Health]:
     """Gather the facts for ``job_id`` and judge it (see ``diagnose``).
 
@@ -177,13 +187,16 @@ def job_health(
         reserved=int(reserved),
         stall_after=stall_after,
         visibility_timeout=visibility_timeout,
+        recover_within=recovery_bound(heartbeat_ttl),
     )
-    return status, health
+    events = [event.to_dict() for event in recovery_events(store.r, job_id)]
+    return status, replace(health, recoveries=events)
 
 
 def health_lines(health: Health) -> list[str]:
     """The human lines ``bulktag status`` prints under the counts."""
     lines = [f"health    {health.verdict}" + (f": {health.detail}" if health.detail else "")]
+    lines += [f"recovered {event['message']}" for event in health.recoveries]
     if health.verdict in ("done", "cancelled"):
         return lines
     workers = ", ".join(health.live_workers) or "none answered"

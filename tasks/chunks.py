@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import redis
 
 from tasks import keys
+from tasks.recovery import Holding, hold, release
 
 
 def chunk_id(indices: Sequence[int], round_: int = 0, split: bool = False) -> str:
@@ -62,23 +63,42 @@ class ChunkLedger:
     def __init__(self, client: redis.Redis) -> None:
         self.r = client
 
-    def begin(self, job_id: str, chunk: str, *, host: str, pid: int, uris: int) -> int:
+    def begin(
+        self,
+        job_id: str,
+        chunk: str,
+        *,
+        host: str,
+        pid: int,
+        uris: int,
+        holding: Holding | None = None,
+    ) -> int:
         """Count one more delivery of ``chunk`` and mark it in flight.
+
+        ``holding`` (the message's delivery tag and the main process that would ack it)
+        is recorded with it, so that a live worker can re-queue the chunk if that main
+        process dies (``tasks.recovery``).
 
         Returns:
             How many times the chunk has been started, this delivery included. A retried
             round trip may count one delivery twice: the count is "at least".
         """
-        entry = json.dumps({"host": host, "pid": pid, "started_at": time.time(), "uris": uris})
+        fields = {"host": host, "pid": pid, "started_at": time.time(), "uris": uris}
+        if holding is not None:
+            fields["tag"] = holding.tag
         pipe = self.r.pipeline(transaction=True)
         pipe.hincrby(keys.job_deliveries(job_id), chunk, 1)
-        pipe.hset(keys.job_in_flight(job_id), chunk, entry)
-        count, _ = pipe.execute()
+        pipe.hset(keys.job_in_flight(job_id), chunk, json.dumps(fields))
+        if holding is not None:
+            hold(pipe, holding)
+        count = pipe.execute()[0]
         return int(count)
 
-    def end(self, job_id: str, chunk: str) -> None:
-        """The chunk's records are stored: it is no longer in flight."""
+    def end(self, job_id: str, chunk: str, holding: Holding | None = None) -> None:
+        """The chunk's records are stored: it is no longer in flight (nor held)."""
         self.r.hdel(keys.job_in_flight(job_id), chunk)
+        if holding is not None:
+            release(self.r, holding)
 
     def in_flight(self, job_id: str) -> list[InFlight]:
         """Chunks started and not finished, oldest first.

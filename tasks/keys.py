@@ -101,3 +101,28 @@ def schedule_state(schedule: str) -> str:
 def schedule_lock(schedule: str) -> str:
     """String with a TTL: held while one run of the schedule enumerates its sources."""
     return f"{PREFIX}:schedule:{schedule}:lock"
+
+
+def heartbeat(hostname: str, pid: int) -> str:
+    """String with a TTL: a live worker process's heartbeat (``tasks.heartbeats``)."""
+    return f"{PREFIX}:heartbeat:{hostname}:{pid}"
+
+
+def heartbeats() -> str:
+    """Hash: "host:pid" -> JSON of each process's last heartbeat (kept after it lapses)."""
+    return f"{PREFIX}:heartbeats"
+
+
+def held_deliveries() -> str:
+    """Hash: kombu delivery tag -> JSON {job, chunk, host, pid, consumer, started_at}."""
+    return f"{PREFIX}:held"
+
+
+def recovery_claim(tag: str, consumer: str) -> str:
+    """String with a TTL: taken (SET NX) by the one sweeper that re-queues a dead holder's chunk."""
+    return f"{PREFIX}:recovery:claim:{tag}:{consumer}"
+
+
+def recoveries() -> str:
+    """List (capped): JSON events "chunks of a dead worker re-queued", newest first."""
+    return f"{PREFIX}:recoveries"

@@ -18,13 +18,14 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import redis
 from celery.exceptions import Reject
 from kombu.exceptions import OperationalError
 
-from tasks import fault_injection, instruments, poison, process
+from tasks import fault_injection, instruments, poison, process, recovery
 from tasks.chunks import chunk_id
 from tasks.contract import ChunkOptions, Item
 from tasks.errors import StoreUnavailable, TransientUriError
@@ -45,10 +46,17 @@ class Chunk:
     items: list[Item]
     options: ChunkOptions
     request_id: str
+    delivery_tag: str | None = None  # kombu's, for dead-worker recovery
 
     @property
     def name(self) -> str:
         return chunk_id([i for i, _ in self.items], self.options.round, self.options.split)
+
+    @cached_property
+    def holding(self) -> recovery.Holding | None:
+        """This process's hold on the chunk's message, recorded with the ledger entry so
+        a live worker can re-queue the chunk if this worker's main process dies."""
+        return recovery.holding_for(self.delivery_tag, self.job_id, self.name, process.hostname())
 
 
 def run_chunk(chunk: Chunk, send_alone: Callable[[list[Item]], None]) -> dict[str, Any]:
@@ -71,7 +79,12 @@ def run_chunk(chunk: Chunk, send_alone: Callable[[list[Item]], None]) -> dict[st
         )
         return {"job": chunk.job_id, "skipped": len(chunk.items)}
     deliveries = ledger.begin(
-        chunk.job_id, chunk.name, host=process.hostname(), pid=os.getpid(), uris=len(chunk.items)
+        chunk.job_id,
+        chunk.name,
+        host=process.hostname(),
+        pid=os.getpid(),
+        uris=len(chunk.items),
+        holding=chunk.holding,
     )
     tagger = process.tagger()
     if poison.is_poison(deliveries):
@@ -97,7 +110,7 @@ def run_chunk(chunk: Chunk, send_alone: Callable[[list[Item]], None]) -> dict[st
         log.exception("job %s: chunk failed as a whole", chunk.job_id)
         outcomes, report = pipeline.fail_all(chunk.items, tagger.model_id, exc)
     store.record_outcomes(chunk.job_id, outcomes)
-    ledger.end(chunk.job_id, chunk.name)
+    ledger.end(chunk.job_id, chunk.name, chunk.holding)
     store.worker_counters(
         process.hostname(),
         os.getpid(),
@@ -133,7 +146,7 @@ def _isolate_poison(
         raise Reject(exc, requeue=True) from exc
     try:
         process.store().record_outcomes(chunk.job_id, outcomes)
-        process.ledger().end(chunk.job_id, chunk.name)
+        process.ledger().end(chunk.job_id, chunk.name, chunk.holding)
     except STORE_FAULTS as exc:
         # Not fail_chunk: its error records would pre-empt the single-URI chunks
         # just sent. Requeued, this chunk is isolated again (the copies are no-ops).
@@ -166,7 +179,7 @@ def fail_chunk(chunk: Chunk, exc: BaseException, *, store_fault: bool) -> dict[s
         )
         raise Reject(again, requeue=True) from again
     with contextlib.suppress(*STORE_FAULTS):  # best effort: the records are what count
-        process.ledger().end(chunk.job_id, chunk.name)
+        process.ledger().end(chunk.job_id, chunk.name, chunk.holding)
     log.error(
         "job %s: %d URIs end as error: %s", chunk.job_id, len(chunk.items), pipeline.reason(why)
     )

@@ -25,10 +25,20 @@ DEFAULT_CHUNK_SIZE = 32
 DEFAULT_BATCH_SIZE = 16
 DEFAULT_MAX_BYTES = 50 * 1024 * 1024  # a 50 MB file is far past any camera JPEG
 DEFAULT_MAX_PIXELS = 64_000_000  # 5x a 12 MP photo; Pillow's own bomb limit is ~89 MP
-# Redis re-delivers an un-acked chunk after this long; must exceed the slowest chunk.
+# Redis re-delivers ANY un-acked chunk after this long, its worker alive or not: the last
+# resort now that heartbeats re-queue a dead worker's chunks in 40 s. It must exceed the
+# slowest healthy chunk: measured 0.3-0.4 s for 32 photos in `make bench` (4-12 s on a
+# loaded 2-core VM), but ~27 min at worst with slow remote sources at the fetch limits
+# below (worker.delivery.slowest_healthy_chunk); the hard time limit at 90% of 3600 s
+# keeps a 2x margin over that bound (docs/RELIABILITY.md, "Delivery settings").
 DEFAULT_VISIBILITY_TIMEOUT = 3600
 # Fault tests lower it to see a dead worker's chunk come back quickly (docs/RELIABILITY.md).
 MIN_VISIBILITY_TIMEOUT = 10
+# Seconds a worker process's heartbeat lives unrefreshed (beats every TTL/6). A worker
+# gone that long has its chunks re-queued by a live one within TTL + TTL/3 (40 s):
+# long enough that a starved 2-core box or a Redis blip of a few seconds kills no one.
+DEFAULT_HEARTBEAT_TTL = 30
+MIN_HEARTBEAT_TTL = 3
 DEFAULT_FETCH_THREADS = 8
 # Remote fetches (HTTP and S3). Worst case, a chunk of stalled URLs costs
 # chunk / fetch threads x attempts x (connect + deadline): 4 x 3 x 125 s = 25 min with
@@ -87,6 +97,7 @@ class Settings:
     max_pixels: int = DEFAULT_MAX_PIXELS
     allowed_roots: tuple[Path, ...] = field(default_factory=tuple)
     visibility_timeout: int = DEFAULT_VISIBILITY_TIMEOUT
+    heartbeat_ttl: int = DEFAULT_HEARTBEAT_TTL
     channels_last: bool = True
     decode: str = "exact"  # "fast": Image.draft DCT scaling (measured agreement)
     precision: str = "fp32"  # "bf16" (CPU autocast), "fp16" (CUDA), "int8"; measured agreement
@@ -143,6 +154,9 @@ class Settings:
                 "BULKTAG_VISIBILITY_TIMEOUT",
                 DEFAULT_VISIBILITY_TIMEOUT,
                 minimum=MIN_VISIBILITY_TIMEOUT,
+            ),
+            heartbeat_ttl=_int(
+                env, "BULKTAG_HEARTBEAT_TTL", DEFAULT_HEARTBEAT_TTL, minimum=MIN_HEARTBEAT_TTL
             ),
             channels_last=_bool(env, "BULKTAG_CHANNELS_LAST", True),
             decode=_choice(env, "BULKTAG_DECODE", DECODE_MODES),

@@ -19,7 +19,7 @@ from typing import Any
 from celery import shared_task
 from celery.exceptions import Reject
 
-from tasks import process
+from tasks import process, recovery
 from tasks.contract import (
     TASK_TAG_CHUNK,
     ChunkOptions,
@@ -41,7 +41,13 @@ def tag_chunk(
     try:
         if not isinstance(job_id, str) or not job_id:
             raise ValueError(f"job_id must be a non-empty string, got {job_id!r}")
-        chunk = Chunk(job_id, parse_items(items), parse_options(options), self.request.id)
+        chunk = Chunk(
+            job_id,
+            parse_items(items),
+            parse_options(options),
+            self.request.id,
+            recovery.delivery_tag(self.request),
+        )
     except ValueError as exc:
         log.error("rejected a malformed tag_chunk message: %s", exc)
         raise Reject(str(exc), requeue=False) from exc

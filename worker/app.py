@@ -25,8 +25,15 @@ from tasks.sentinel import broker_settings
 from tasks.settings import Settings
 from worker.delivery import delivery_conf
 
-# What a tagging worker loads: log format, metrics endpoint, start-up, the chunk task.
-WORKER_MODULES = ("worker.logs", "worker.metrics", "worker.bootstrap", "tasks.tag")
+# What a tagging worker loads: log format, metrics endpoint, start-up, heartbeats and
+# dead-worker recovery (``worker.heartbeat``), the chunk task.
+WORKER_MODULES = (
+    "worker.logs",
+    "worker.metrics",
+    "worker.bootstrap",
+    "worker.heartbeat",
+    "tasks.tag",
+)
 
 
 def create_app(

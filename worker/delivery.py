@@ -6,6 +6,7 @@ test that proves it; keep the two in step.
 
 from __future__ import annotations
 
+import math
 import ssl
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -20,6 +21,30 @@ TIME_LIMIT_SHARE = 0.9
 def chunk_time_limit(visibility_timeout: int) -> int:
     """Seconds one chunk may run before its pool process is killed and it is requeued."""
     return max(1, int(visibility_timeout * TIME_LIMIT_SHARE))
+
+
+# Seconds the store's client may spend retrying a write before a chunk gives up on Redis
+# (tasks.store.connect(patient=True)), and an allowance for a chunk's own compute.
+STORE_RETRY_BUDGET = 30.0
+COMPUTE_ALLOWANCE = 60.0
+
+
+def slowest_healthy_chunk(settings: Settings) -> float:
+    """Seconds a healthy chunk of ``settings.chunk_size`` remote URIs may take, at worst.
+
+    Every fetch thread's URIs stall to their limits: ``attempts`` x (connect timeout +
+    download deadline) plus the full backoff, chunk / fetch threads rounds of it, then
+    the store's retry budget and the compute allowance. With the defaults
+    4 x (3 x 125 + 1.5) + 30 + 60 = ~1600 s (~27 min). Measured chunks take seconds
+    (docs/RELIABILITY.md); the visibility timeout's hard time limit must stay above this
+    bound, or Redis would hand a healthy chunk to a second worker.
+    """
+    rounds = math.ceil(settings.chunk_size / settings.fetch_threads)
+    attempt = settings.connect_timeout + settings.fetch_deadline
+    # The waits between attempts: base x (1 + 2 + ... + 2^(attempts-2)), full jitter at most
+    backoff = settings.fetch_backoff * ((1 << (settings.fetch_attempts - 1)) - 1)
+    fetching = rounds * (settings.fetch_attempts * attempt + backoff)
+    return fetching + STORE_RETRY_BUDGET + COMPUTE_ALLOWANCE
 
 
 def restore_interval(visibility_timeout: int) -> int:
@@ -72,8 +97,10 @@ def delivery_conf(settings: Settings) -> dict[str, Any]:
         # would only throw the work away.
         "worker_cancel_long_running_tasks_on_connection_loss": False,
         "broker_transport_options": {
-            # Redis hands an un-acked chunk to another worker after this long; it must
-            # exceed the slowest chunk plus the store's ~30 s retry budget.
+            # The last resort (heartbeats re-queue a dead worker's chunks within 40 s,
+            # tasks.recovery): Redis hands ANY un-acked chunk to another worker after
+            # this long, so it must exceed the slowest healthy chunk
+            # (slowest_healthy_chunk; docs/RELIABILITY.md has the measured times).
             "visibility_timeout": vt,
             "unacked_restore_interval": restore_interval(vt),
             "unacked_restore_throttle": 1,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import socket
@@ -14,6 +15,7 @@ from tasks.settings import Settings, check_precision
 from tasks.store import connect
 from weights.checkpoint import load_checkpoint, verify_file
 from worker.bootstrap import START_FAILURE_ENV
+from worker.delivery import chunk_time_limit, slowest_healthy_chunk
 
 
 def start_worker(
@@ -42,6 +44,7 @@ def start_worker(
     if settings.precision == "int8":
         int8_calibration(settings, load_checkpoint(settings.weights, settings.weights_sha256))
     connect(settings.redis_url).close()
+    warn_if_time_limit_short(settings)
     if settings.device == "cuda":
         _require_cuda()
     concurrency = settings.effective_concurrency
@@ -92,6 +95,21 @@ def start_worker(
         Path(failure_file).unlink(missing_ok=True)
     if failure:  # a pool child could not load the model and stopped the worker
         raise WeightsError(failure.splitlines()[0])
+
+
+def warn_if_time_limit_short(settings: Settings) -> None:
+    """Warn when a healthy slow chunk could outlive the hard time limit (and be re-run)."""
+    limit = chunk_time_limit(settings.visibility_timeout)
+    worst = slowest_healthy_chunk(settings)
+    if limit < worst:
+        logging.getLogger("bulktag.worker").warning(
+            "BULKTAG_VISIBILITY_TIMEOUT=%d gives chunks a %d s hard time limit, under the "
+            "%.0f s a healthy chunk of slow remote URIs may take at the fetch limits: such "
+            "a chunk would be killed and re-run",
+            settings.visibility_timeout,
+            limit,
+            worst,
+        )
 
 
 def prepare_metrics_dir(configured: Path | None) -> tuple[Path, bool]:

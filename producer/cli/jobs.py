@@ -55,6 +55,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         queue=settings.queue,
         visibility_timeout=settings.visibility_timeout,
         stall_after=args.stall_after,
+        heartbeat_ttl=settings.heartbeat_ttl,
     )
     if args.json:
         print(json.dumps({**st.to_dict(), "health": health.to_dict()}))
@@ -157,9 +158,11 @@ def cmd_jobs(args: argparse.Namespace) -> int:
 
 
 def cmd_workers(args: argparse.Namespace) -> int:
+    from producer.liveness import with_liveness
     from tasks.store import ResultStore, connect
 
-    stats = ResultStore(connect(settings_for(args).redis_url)).all_worker_stats()
+    settings = settings_for(args)
+    stats = with_liveness(ResultStore(connect(settings.redis_url)), settings.heartbeat_ttl)
     if args.json:
         print(json.dumps(stats, indent=2))
     else:
@@ -227,6 +230,8 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--limit", type=positive_int, default=20)
     p.set_defaults(func=cmd_jobs)
 
-    p = sub.add_parser("workers", help="per-process worker counters (loads, forwards, chunks)")
+    p = sub.add_parser(
+        "workers", help="worker processes: alive/gone/stopped, counters (loads, forwards, chunks)"
+    )
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_workers)

@@ -30,7 +30,10 @@ from tests.servers import RedisServer, WorkerProcess, running_worker
 
 pytestmark = pytest.mark.e2e
 
-VISIBILITY = 10  # seconds: the floor, so the dead worker's chunk comes back quickly
+# Seconds: the floor. The kill test below exercises the LAST RESORT, kombu's visibility
+# restore (no live worker saw the death). Heartbeat recovery with default settings is
+# tests/e2e/test_dead_worker_recovery.py.
+VISIBILITY = 10
 
 
 def fault_env(worker_env: dict[str, str], **extra: str) -> dict[str, str]:
