@@ -1,11 +1,18 @@
-"""Write a job's records as JSON Lines or CSV."""
+"""Write a job's records as JSON Lines or CSV: the one export path of ``bulktag results``
+and ``bulktag run``."""
 
 from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Iterable
-from typing import Any, TextIO
+import sys
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, TextIO
+
+from tasks.errors import ConfigError
+
+if TYPE_CHECKING:
+    from tasks.settings import Settings
 
 CSV_FIELDS = ["uri", "status", "error", "sha256", "model"] + [
     f"{k}{n}" for n in (1, 2, 3) for k in ("label", "index", "score")
@@ -37,3 +44,54 @@ def write_csv(records: Iterable[dict[str, Any]], out: TextIO) -> int:
         writer.writerow(flatten(rec))
         n += 1
     return n
+
+
+Writer = Callable[[Iterable[dict[str, Any]], TextIO], int]
+# Formats this build can write, with the MIME type an S3 upload is labelled with.
+WRITERS: dict[str, tuple[Writer, str]] = {
+    "jsonl": (write_jsonl, "application/x-ndjson"),
+    "csv": (write_csv, "text/csv"),
+}
+
+
+def check_format(fmt: str) -> Writer:
+    """The writer for ``fmt``; callers check before a long job, not after it.
+
+    Raises:
+        ConfigError: this build cannot write ``fmt`` (one line, before any work).
+    """
+    try:
+        return WRITERS[fmt][0]
+    except KeyError:
+        raise ConfigError(
+            f"--format {fmt} is not available yet in this version of bulktag "
+            f"(available: {', '.join(WRITERS)})"
+        ) from None
+
+
+def export_records(
+    records: Iterable[dict[str, Any]], fmt: str, output: str | None, settings: Settings
+) -> int:
+    """Write ``records`` as ``fmt`` to ``output``: a file, ``s3://bucket/key``, or stdout.
+
+    Args:
+        records: final records, streamed (``Job.results()``); never held in memory.
+        fmt: ``jsonl`` or ``csv`` (see ``WRITERS``).
+        output: a file path, an ``s3://`` URL, or None / ``-`` for stdout.
+        settings: the S3 endpoint for ``s3://`` outputs.
+
+    Returns:
+        How many records were written.
+
+    Raises:
+        ConfigError: an unknown format.
+    """
+    writer = check_format(fmt)
+    if output in (None, "-"):
+        return writer(records, sys.stdout)
+    if output.startswith("s3://"):
+        from producer.s3 import upload_export  # boto3 only when S3 is used
+
+        return upload_export(output, lambda out: writer(records, out), settings, WRITERS[fmt][1])
+    with open(output, "w", encoding="utf-8", newline="") as out:
+        return writer(records, out)

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 import redis
 
+from producer import local_run
 from producer.cli import jobs, models, processes, schedules, weights
 from producer.cli.common import EXIT_ERROR
 from tasks.errors import BulktagError
@@ -29,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for group in GROUPS:
         group.add_commands(sub)
+    local_run.add_parser(sub)  # run: one command for one machine
     return parser
 
 

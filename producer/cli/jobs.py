@@ -90,23 +90,13 @@ def results_job(job_id: str, model: str | None, settings: Settings) -> str:
 
 
 def cmd_results(args: argparse.Namespace) -> int:
-    from producer.export import write_csv, write_jsonl
+    from producer.export import export_records
     from producer.job import Job
 
     settings = settings_for(args)
     job = Job.attach(results_job(args.job, args.model, settings), settings)
-    writer = write_csv if args.format == "csv" else write_jsonl
-    if args.output in (None, "-"):
-        writer(job.results(), sys.stdout)
-    elif args.output.startswith("s3://"):
-        from producer.s3 import upload_export
-
-        kind = "text/csv" if args.format == "csv" else "application/x-ndjson"
-        n = upload_export(args.output, lambda out: writer(job.results(), out), settings, kind)
-        print(f"wrote {n} records to {args.output}", file=sys.stderr)
-    else:
-        with open(args.output, "w", encoding="utf-8", newline="") as out:
-            n = writer(job.results(), out)
+    n = export_records(job.results(), args.format, args.output, settings)
+    if args.output not in (None, "-"):
         print(f"wrote {n} records to {args.output}", file=sys.stderr)
     return 0
 

@@ -1,0 +1,420 @@
+"""``bulktag run``: tag a folder on this machine with one command, then exit.
+
+It starts what the distributed set-up keeps running: a private redis-server (unless
+``--redis-url`` names one) and a local ``bulktag worker``; submits the sources with the
+live progress bar, waits, writes the results, and stops everything it started, on
+success, on error, on Ctrl-C and on SIGTERM alike (``producer.local_services``).
+
+What persists: the private server keeps its data in ``~/.cache/bulktag/run/redis`` and
+saves it on the way out, so the dedupe cache (a second run of the same folder forwards
+nothing) and every run's job records survive between runs. Results are also written to
+a file: ``-o FILE``, else ``~/.cache/bulktag/run/results/JOB.jsonl``. Two runs at once:
+the second finds the folder locked and uses a temporary Redis (no cache) instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fcntl
+import importlib
+import os
+import shutil
+import signal
+import socket
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+import redis
+from rich.console import Console
+
+from producer.cli.common import DECODE_MODES, DEVICES, PRECISIONS
+from producer.export import check_format, export_records
+from producer.local_services import LocalWorker, PrivateRedis
+from producer.sources import REMOTE_SCHEMES
+from tasks.errors import BulktagError, ConfigError
+from tasks.records import JobStatus
+from tasks.settings import Settings
+
+DEFAULT_RUN_DIR = Path("~/.cache/bulktag/run")
+TABLE_ROWS = 10  # rows of the summary table when the results go to the default file
+KEPT_WORKER_LOGS = 20  # the newest worker logs kept in the run folder
+EXIT_ERROR = 1
+
+
+def add_parser(sub: Any) -> None:
+    """Register ``bulktag run`` on the ``bulktag`` subparsers."""
+    p = sub.add_parser(
+        "run",
+        help="tag folders on this machine in one command (starts and stops Redis and a worker)",
+        description="Start a private redis-server and a local worker, tag SOURCES, write the "
+        "results, stop everything. Results also stay in the run's store "
+        "(~/.cache/bulktag/run): a second run of the same photos comes from the cache.",
+    )
+    p.add_argument("sources", nargs="+", help="folder, file, URI, @list.txt or -")
+    p.add_argument("--job", help="job id (default: generated)")
+    p.add_argument(
+        "-o", "--output", help="file or s3://bucket/key for all records (default: a table)"
+    )
+    p.add_argument(
+        "--format",
+        choices=["jsonl", "csv", "parquet"],
+        help="results format (default: from the -o suffix, else jsonl)",
+    )
+    p.add_argument("--sidecars", action="store_true", help="also write an XMP sidecar per image")
+    p.add_argument(
+        "--concurrency", type=_auto_int, help="worker processes (default auto: one per core)"
+    )
+    p.add_argument("--threads", type=_auto_int, help="CPU threads per process (default auto)")
+    p.add_argument("--batch-size", type=int, help="most images per forward pass (default 16)")
+    p.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        help="fp32 (default, reference-exact), bf16, fp16 (cuda only), int8 (calibrated)",
+    )
+    p.add_argument(
+        "--decode", choices=DECODE_MODES, help="exact (default) or fast (JPEG DCT scaling)"
+    )
+    p.add_argument("--device", choices=DEVICES, help="cpu (default) or cuda")
+    p.add_argument("--weights", type=Path, help="checkpoint path (env BULKTAG_WEIGHTS)")
+    p.add_argument(
+        "--redis-url",
+        dest="run_redis_url",
+        help="use this Redis instead of starting a private one (jobs get a queue of their own)",
+    )
+    p.add_argument(
+        "--chunk-size", type=int, help="URIs per task (default 32; smaller = earlier results)"
+    )
+    p.set_defaults(func=cmd_run)
+
+
+def _auto_int(value: str) -> str:
+    """``auto`` or a positive integer, passed on to ``bulktag worker`` as written."""
+    if value.lower() == "auto" or (value.isdigit() and int(value) >= 1):
+        return value.lower()
+    raise argparse.ArgumentTypeError(f"expected 'auto' or a number >= 1, got {value!r}")
+
+
+@dataclass(frozen=True)
+class RunFolder:
+    """Where a run keeps its Redis data, worker logs and default results file."""
+
+    redis_dir: Path
+    logs: Path
+    results: Path
+    persistent: bool  # False: another run holds the folder; this one's Redis is temporary
+
+
+@contextlib.contextmanager
+def claim_run_folder(root: Path, console: Console) -> Iterator[RunFolder]:
+    """Lock ``root`` for this run; when another run holds it, use a temporary Redis dir.
+
+    One redis-server per data folder: two servers saving one ``dump.rdb`` would each
+    overwrite the other's jobs, so the lock (``flock``, released if the holder dies)
+    keeps the second run off the shared data.
+    """
+    root.mkdir(parents=True, exist_ok=True)
+    logs, results = root / "logs", root / "results"
+    logs.mkdir(exist_ok=True)
+    results.mkdir(exist_ok=True)
+    lock = open(root / ".lock", "w")  # noqa: SIM115 - held until the run ends
+    try:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            temporary = Path(tempfile.mkdtemp(prefix="bulktag-run-redis-"))
+            console.print(
+                f"note: another bulktag run is using {root}; this run's Redis is temporary "
+                "(no dedupe cache from earlier runs, its jobs are not kept)"
+            )
+            try:
+                yield RunFolder(temporary, logs, results, persistent=False)
+            finally:
+                shutil.rmtree(temporary, ignore_errors=True)
+            return
+        yield RunFolder(root / "redis", logs, results, persistent=True)
+    finally:
+        lock.close()
+
+
+def output_format(fmt: str | None, output: str | None) -> str:
+    """``--format``, else the ``-o`` file's suffix (``.csv``, ``.parquet``), else jsonl."""
+    if fmt:
+        return fmt
+    suffix = Path(output).suffix.lower() if output and output != "-" else ""
+    return {".csv": "csv", ".parquet": "parquet"}.get(suffix, "jsonl")
+
+
+def check_sidecars() -> Callable[..., Any]:
+    """The XMP sidecar writer, checked before the run starts.
+
+    Raises:
+        ConfigError: this build has no sidecar writer yet.
+    """
+    try:
+        module = importlib.import_module("producer.sidecars")
+    except ImportError:
+        module = None
+    writer = getattr(module, "write_sidecars", None)
+    if writer is None:
+        raise ConfigError("--sidecars is not available yet in this version of bulktag")
+    return writer
+
+
+def local_roots(sources: list[str]) -> list[Path]:
+    """The local folders and files named on the command line: the worker may read them.
+
+    ``BULKTAG_ALLOWED_ROOTS`` (default: home and the working directory) guards workers
+    that serve a shared queue; ``bulktag run``'s own worker reads what its user named.
+    """
+    roots = []
+    for source in sources:
+        if source == "-" or source.startswith(("@", *REMOTE_SCHEMES)):
+            continue
+        path = Path(source.removeprefix("file://")).expanduser()
+        if path.exists():
+            roots.append(path.resolve())
+    return roots
+
+
+def worker_args(args: argparse.Namespace, queue: str, hostname: str) -> list[str]:
+    """``bulktag worker`` flags for the run's options (unset ones keep the worker's default)."""
+    flags = [
+        ("--concurrency", args.concurrency),
+        ("--threads", args.threads),
+        ("--batch-size", args.batch_size),
+        ("--precision", args.precision),
+        ("--decode", args.decode),
+        ("--device", args.device),
+        ("--weights", args.weights),
+    ]
+    out = [f"{flag}={value}" for flag, value in flags if value is not None]
+    # No Prometheus port: a run is short-lived and 9808 may belong to a real worker.
+    return [*out, "--metrics-port=0", f"--queue={queue}", f"--hostname={hostname}"]
+
+
+@contextlib.contextmanager
+def signals_ignored() -> Iterator[None]:
+    """Ignore Ctrl-C and SIGTERM while stopping: a second Ctrl-C must not leave orphans."""
+    old = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)  # unwinds like Ctrl-C, so the stop path runs
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """``bulktag run``: start Redis and a worker, tag, write results, stop all of it.
+
+    Ctrl-C raises KeyboardInterrupt (``bulktag`` exits 130) and SIGTERM SystemExit(143)
+    wherever the run is; either way the job is cancelled if unfinished and the stack of
+    started services unwinds: worker, then Redis (saving its data), then the lock.
+    """
+    console = Console(stderr=True)
+    fmt = output_format(args.format, args.output)
+    check_format(fmt)  # before any work: a missing format fails now, not after the job
+    sidecars = check_sidecars() if args.sidecars else None
+    settings = Settings.from_env()
+    external = args.run_redis_url or getattr(args, "redis_url", None)
+    run = LocalRun(args, settings, console, external)
+    old_term = signal.signal(signal.SIGTERM, _terminate)
+    stack = contextlib.ExitStack()
+    try:
+        folder = stack.enter_context(claim_run_folder(DEFAULT_RUN_DIR.expanduser(), console))
+        return run.execute(stack, folder, fmt, sidecars)
+    except BaseException:
+        with signals_ignored():
+            run.abandon()
+        raise
+    finally:
+        with signals_ignored():
+            stack.close()
+        signal.signal(signal.SIGTERM, old_term)
+
+
+class LocalRun:
+    """One ``bulktag run``: its services, its job, and what it reports."""
+
+    def __init__(
+        self, args: argparse.Namespace, settings: Settings, console: Console, external: str | None
+    ) -> None:
+        from producer.submit import new_job_id
+
+        self.args = args
+        self.settings = settings
+        self.console = console
+        self.external = external
+        self.job_id: str = args.job or new_job_id()
+        self.started = time.monotonic()
+        self.first_result: float | None = None
+        self.url = ""  # the Redis this run uses, once it answers
+
+    def execute(
+        self,
+        stack: contextlib.ExitStack,
+        folder: RunFolder,
+        fmt: str,
+        sidecars: Callable[..., Any] | None,
+    ) -> int:
+        from producer.job import Job
+        from producer.progress import EnumerationView, ProgressView
+        from producer.submit import submit
+        from tasks.store import connect
+
+        url = self._redis(stack, folder)
+        queue = self.settings.queue
+        if self.external:  # a shared Redis: keep our chunks off its workers' queue
+            queue = f"{self.settings.queue}.run.{self.job_id}"
+        settings = self.settings.with_overrides(redis_url=url, queue=queue)
+        connect(url).close()
+        worker = self._worker(stack, folder, settings)
+        with EnumerationView(self.console) as view:
+
+            def on_chunk(total: int) -> None:
+                view.on_chunk(total)
+                worker.check()
+
+            job = submit(
+                self.args.sources,
+                job=self.job_id,
+                chunk_size=self.args.chunk_size,
+                settings=settings,
+                on_chunk=on_chunk,
+            )
+        progress = ProgressView(self.console)
+        with progress as show:
+
+            def on_progress(status: JobStatus) -> None:
+                show(status)
+                worker.check()
+                if self.first_result is None and status.done_count:
+                    self.first_result = time.monotonic() - self.started
+                    self.console.print(f"first result after {self.first_result:.1f} s")
+
+            status = job.wait(on_progress=on_progress)
+        if status.state != "done":
+            self.console.print(f"bulktag: error: job {job.id} ended {status.state}")
+            return EXIT_ERROR
+        self._write_results(Job(job.id, job.store), fmt, folder, settings)
+        if sidecars is not None:
+            sidecars(Job(job.id, job.store).results())
+        elapsed = time.monotonic() - self.started
+        first = f"{self.first_result:.1f}" if self.first_result is not None else "-"
+        self.console.print(
+            f"bulktag run: {status.total} images in {elapsed:.1f} s "
+            f"(first result after {first} s; ok {status.ok}, error {status.error}, "
+            f"deduped {status.deduped})"
+        )
+        return 0
+
+    def _redis(self, stack: contextlib.ExitStack, folder: RunFolder) -> str:
+        if self.external:
+            self.url = self.external
+            return self.external
+        server = PrivateRedis(folder.redis_dir)
+        stack.callback(server.stop, save=folder.persistent)
+        url = server.start()
+        self.url = url
+        port = url.rsplit(":", 1)[1].split("/")[0]
+        self.console.print(
+            f"redis: private redis-server on 127.0.0.1:{port}, data in {folder.redis_dir}"
+        )
+        return url
+
+    def _worker(
+        self, stack: contextlib.ExitStack, folder: RunFolder, settings: Settings
+    ) -> LocalWorker:
+        roots = [*settings.allowed_roots, *local_roots(self.args.sources)]
+        env = {
+            **os.environ,
+            "BULKTAG_REDIS_URL": settings.redis_url,
+            "BULKTAG_ALLOWED_ROOTS": os.pathsep.join(str(r) for r in roots),
+            "PYTHONUNBUFFERED": "1",
+        }
+        hostname = f"run-{self.job_id}@{socket.gethostname()}"
+        log = folder.logs / f"{self.job_id}.worker.log"
+        _prune_logs(folder.logs, KEPT_WORKER_LOGS - 1)
+        worker = LocalWorker(worker_args(self.args, settings.queue, hostname), env, log)
+        stack.callback(worker.stop)
+        return worker.start()
+
+    def _write_results(self, job: Any, fmt: str, folder: RunFolder, settings: Settings) -> None:
+        output = self.args.output
+        if output:
+            n = export_records(job.results(), fmt, output, settings)
+            self.console.print(f"wrote {n} records to {output}")
+            return
+        path = folder.results / f"{job.id}.{fmt}"
+        n = export_records(job.results(), fmt, str(path), settings)
+        # The table is the command's output (stdout); progress and notes go to stderr.
+        show_table(
+            list(islice(job.results(), TABLE_ROWS)),
+            Console(),
+            _common_root(self.args.sources),
+        )
+        more = f"the first {TABLE_ROWS} of {n}" if n > TABLE_ROWS else f"all {n}"
+        self.console.print(f"{more} records above; all of them in {path}")
+
+    def abandon(self) -> None:
+        """After an interrupt or error: cancel the job if it is unfinished, and say so.
+
+        Its records so far stay in the store; running the same command again tags only
+        what is missing (the rest comes from the dedupe cache).
+        """
+        from producer.progress import summary_line
+        from tasks.store import ResultStore, connect
+
+        if not self.url:
+            return
+        with contextlib.suppress(BulktagError, redis.RedisError):
+            store = ResultStore(connect(self.url))
+            prior = store.cancel_job(self.job_id)  # JobNotFound: nothing was submitted
+            if prior not in ("done", "cancelled"):
+                self.console.print(f"cancelled: {summary_line(store.status(self.job_id))}")
+
+
+def show_table(records: list[dict[str, Any]], console: Console, root: Path | None) -> None:
+    """Records as a table: image, status, then the top-3 labels with their scores."""
+    from rich.table import Table
+
+    table = Table(title="bulktag: top-3 labels per image")
+    table.add_column("image")
+    table.add_column("status")
+    for n in (1, 2, 3):
+        table.add_column(f"#{n} label (score)")
+    for rec in records:
+        name = rec["uri"]
+        if root is not None:
+            with contextlib.suppress(ValueError):
+                name = str(Path(rec["uri"]).relative_to(root))
+        if rec["status"] == "ok":
+            cells = [f"{t['label']} ({t['score']:.3f})" for t in rec["top3"]]
+            table.add_row(name, "[green]ok", *cells)
+        else:
+            table.add_row(name, "[red]error", (rec.get("error") or "")[:60], "", "")
+    console.print(table)
+    if records and records[0].get("model"):
+        console.print(f"model id: {records[0]['model']}")
+
+
+def _common_root(sources: list[str]) -> Path | None:
+    """The one local folder the sources name, to shorten the table's paths."""
+    roots = local_roots(sources)
+    return roots[0] if len(roots) == 1 and roots[0].is_dir() else None
+
+
+def _prune_logs(logs: Path, keep: int) -> None:
+    """Delete all but the ``keep`` newest worker logs (one is written per run)."""
+    files = sorted(logs.glob("*.worker.log"), key=lambda p: p.stat().st_mtime, reverse=True)
+    for stale in files[keep:]:
+        stale.unlink(missing_ok=True)
