@@ -220,7 +220,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     wherever the run is; either way the job is cancelled if unfinished and the stack of
     started services unwinds: worker, then Redis (saving its data), then the lock.
     """
-    console = Console(stderr=True)
+    # Notes and progress on stderr, unwrapped (scripts parse them); no markup in them.
+    console = Console(stderr=True, soft_wrap=True, markup=False, highlight=False)
     fmt = output_format(args.format, args.output)
     check_format(fmt)  # before any work: a missing format fails now, not after the job
     sidecars = check_sidecars() if args.sidecars else None
