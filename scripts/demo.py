@@ -1,10 +1,11 @@
-"""`make demo`: from nothing to a top-3 table, starting (and stopping) what it needs.
+"""`make demo`: from nothing to a top-3 table, a thin wrapper over `bulktag run`.
 
 1. weights: BULKTAG_WEIGHTS if it verifies; else download the official ones; offline,
    write seeded UNTRAINED weights and say loudly that labels are meaningless.
-2. Redis: BULKTAG_REDIS_URL if it answers; else a private redis-server on a free port.
-3. A folder of camera-size photos made from scikit-image / scikit-learn sample images.
-4. A real `bulktag worker`, then `bulktag submit --wait`, then the results table.
+2. A folder of camera-size photos made from scikit-image / scikit-learn sample images.
+3. `bulktag run PHOTOS -o var/demo/results.jsonl`: a private redis-server and a worker,
+   started and stopped by the command (or the Redis at BULKTAG_REDIS_URL if it answers).
+4. The results as a top-3 table. A second `make demo` is served from the dedupe cache.
 """
 
 from __future__ import annotations
@@ -12,8 +13,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,11 +20,11 @@ from pathlib import Path
 
 import redis
 from rich.console import Console
-from rich.table import Table
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from producer.local_run import show_table  # noqa: E402
 from producer.samples import build_corpus  # noqa: E402
 from tasks.errors import BulktagError  # noqa: E402
 from tasks.settings import Settings  # noqa: E402
@@ -61,147 +60,44 @@ def get_weights(settings: Settings) -> Path:
     return dev
 
 
-def get_redis(settings: Settings) -> tuple[str, subprocess.Popen[bytes] | None]:
+def redis_flags() -> list[str]:
+    """``--redis-url`` when BULKTAG_REDIS_URL names a Redis that answers; else none
+    (``bulktag run`` then starts, and stops, a private redis-server)."""
+    url = os.environ.get("BULKTAG_REDIS_URL")
+    if not url:
+        return []
     try:
-        redis.Redis.from_url(settings.redis_url, socket_connect_timeout=2).ping()
-        console.print(f"[bold]redis:[/] using {settings.redis_url}")
-        return settings.redis_url, None
+        redis.Redis.from_url(url, socket_connect_timeout=2).ping()
     except redis.RedisError:
-        pass
-    binary = shutil.which("redis-server")
-    if binary is None:
-        sys.exit(
-            "demo: no Redis at BULKTAG_REDIS_URL and no redis-server binary. Install one with "
-            "`sudo apt-get install redis-server`, or run `docker compose up -d redis` and set "
-            "BULKTAG_REDIS_URL."
-        )
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    (VAR / "redis").mkdir(parents=True, exist_ok=True)
-    proc = subprocess.Popen(
-        [
-            binary,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(VAR / "redis"),
-        ],
-        stdout=subprocess.DEVNULL,
-    )
-    url = f"redis://127.0.0.1:{port}/0"
-    for _ in range(100):
-        try:
-            redis.Redis.from_url(url).ping()
-            break
-        except redis.ConnectionError:
-            time.sleep(0.05)
-    console.print(f"[bold]redis:[/] started a private redis-server at {url}")
-    return url, proc
-
-
-def stop(proc: subprocess.Popen[bytes] | None, group: bool = False) -> None:
-    if proc is None or proc.poll() is not None:
-        return
-    if group:
-        os.killpg(proc.pid, signal.SIGTERM)
-    else:
-        proc.terminate()
-    try:
-        proc.wait(20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+        return []
+    console.print(f"[bold]redis:[/] using {url}")
+    return ["--redis-url", url]
 
 
 def main() -> int:
     settings = Settings.from_env()
     n_images = int(os.environ.get("DEMO_IMAGES", "60"))
     weights = get_weights(settings)
-    url, redis_proc = get_redis(settings)
     photos = VAR / "photos"
     if photos.exists():
         shutil.rmtree(photos)
     console.print(f"[bold]photos:[/] writing {n_images} camera-size JPEGs to {photos}")
     build_corpus(photos, n_images, repeat_fraction=0.1, broken=3)
-    env = {
-        **os.environ,
-        "BULKTAG_REDIS_URL": url,
-        "BULKTAG_WEIGHTS": str(weights),
-        "BULKTAG_ALLOWED_ROOTS": str(photos),
-    }
-    log = open(VAR / "worker.log", "wb")  # noqa: SIM115 - closed below
-    worker = subprocess.Popen(
-        [*BULKTAG, "worker"],
-        cwd=REPO,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    job = time.strftime("demo-%H%M%S")
+    results = VAR / "results.jsonl"
+    job = time.strftime("demo-%Y%m%d-%H%M%S")
+    command = [*BULKTAG, "run", str(photos), "--job", job, "-o", str(results), *redis_flags()]
+    console.print(f"[bold]run:[/] bulktag run {photos} --job {job} -o {results}")
+    env = {**os.environ, "BULKTAG_WEIGHTS": str(weights)}
+    proc = subprocess.Popen(command, cwd=REPO, env=env)
     try:
-        ready = wait_ready(url, worker)
-        console.print(f"[bold]worker:[/] ready in {ready:.1f}s (log: {VAR / 'worker.log'})")
-        subprocess.run(
-            [*BULKTAG, "submit", str(photos), "--job", job, "--wait", "--timeout", "1800"],
-            cwd=REPO,
-            env=env,
-            check=True,
-        )
-        out = subprocess.run(
-            [*BULKTAG, "results", job],
-            cwd=REPO,
-            env=env,
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout
-        show_table([json.loads(line) for line in out.splitlines()], photos)
-        subprocess.run([*BULKTAG, "status", job], cwd=REPO, env=env, check=True)
-    finally:
-        stop(worker, group=True)
-        log.close()
-        stop(redis_proc)
+        code = proc.wait()
+    except KeyboardInterrupt:  # `bulktag run` got the same Ctrl-C: let it stop what it started
+        code = proc.wait()
+    if code != 0:
+        return code
+    records = [json.loads(line) for line in results.read_text().splitlines()]
+    show_table(records, console, photos)
     return 0
-
-
-def wait_ready(url: str, worker: subprocess.Popen[bytes], timeout: float = 120) -> float:
-    """Seconds until a pool process of ``worker`` registered itself as ready."""
-    client = redis.Redis.from_url(url, decode_responses=True)
-    started = time.monotonic()
-    since = time.time()
-    while time.monotonic() - started < timeout:
-        for key in client.smembers("bulktag:workers"):
-            if float(client.hget(key, "ready_at") or 0) >= since:
-                return time.monotonic() - started
-        if worker.poll() is not None:
-            sys.exit(f"demo: the worker exited; see {VAR / 'worker.log'}")
-        time.sleep(0.2)
-    sys.exit(f"demo: the worker was not ready after {timeout}s; see {VAR / 'worker.log'}")
-
-
-def show_table(records: list[dict], root: Path) -> None:
-    table = Table(title="bulktag demo: top-3 labels per image")
-    table.add_column("image")
-    table.add_column("status")
-    for n in (1, 2, 3):
-        table.add_column(f"#{n} label (score)")
-    for rec in records:
-        name = str(Path(rec["uri"]).relative_to(root))
-        if rec["status"] == "ok":
-            cells = [f"{t['label']} ({t['score']:.3f})" for t in rec["top3"]]
-            table.add_row(name, "[green]ok", *cells)
-        else:
-            table.add_row(name, "[red]error", rec["error"][:60], "", "")
-    console.print(table)
-    if records and records[0].get("model"):
-        console.print(f"model id: {records[0]['model']}")
 
 
 if __name__ == "__main__":
