@@ -4,10 +4,10 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: help install redis-binary browser compose-binary test test-fast lint format demo bench clean compose-check openapi api bench-producer bench-sources bench-formats
+.PHONY: help install redis-binary browser compose-binary test test-fast lint format demo bench clean compose-check openapi api bench-producer bench-sources bench-formats bench-run
 
 help:
-	@echo "make demo    set up, then tag sample photos end to end (starts and stops what it needs)"
+	@echo "make demo    set up, then bulktag run on sample photos (starts and stops what it needs)"
 	@echo "make test    set up, then run the whole test suite (starts its own redis-server)"
 	@echo "make lint    ruff + mypy      make bench    throughput benchmark -> docs/BENCHMARKS.md"
 
@@ -58,6 +58,11 @@ demo: install redis-binary
 
 bench: install redis-binary
 	$(BIN)/python -m bench
+	$(BIN)/python -m bench.run_cmd --write
+
+# `bulktag run` on the demo corpus, cold then warm (dedupe cache): wall and first result.
+bench-run: install redis-binary
+	$(BIN)/python -m bench.run_cmd --write
 
 # Producer: submit 1,000,000 URIs from a list file (URIs/s, peak RSS) -> docs/BENCHMARKS.md.
 bench-producer: install redis-binary
