@@ -16,16 +16,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import fcntl
 import importlib
 import os
-import shutil
 import signal
 import socket
-import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -33,17 +29,23 @@ from typing import Any
 import redis
 from rich.console import Console
 
-from producer.cli.common import DECODE_MODES, DEVICES, PRECISIONS
+from producer.cli.common import DECODE_MODES, DEVICES, PRECISIONS, positive_int
 from producer.export import check_format, export_records
 from producer.local_services import LocalWorker, PrivateRedis
+from producer.run_folder import (
+    DEFAULT_RUN_DIR,
+    KEPT_WORKER_LOGS,
+    RunFolder,
+    claim_run_folder,
+    prune_logs,
+)
 from producer.sources import REMOTE_SCHEMES
 from tasks.errors import BulktagError, ConfigError
 from tasks.records import JobStatus
 from tasks.settings import Settings
+from weights.checkpoint import verify_file
 
-DEFAULT_RUN_DIR = Path("~/.cache/bulktag/run")
 TABLE_ROWS = 10  # rows of the summary table when the results go to the default file
-KEPT_WORKER_LOGS = 20  # the newest worker logs kept in the run folder
 EXIT_ERROR = 1
 
 
@@ -88,7 +90,9 @@ def add_parser(sub: Any) -> None:
         help="use this Redis instead of starting a private one (jobs get a queue of their own)",
     )
     p.add_argument(
-        "--chunk-size", type=int, help="URIs per task (default 32; smaller = earlier results)"
+        "--chunk-size",
+        type=positive_int,
+        help="URIs per task (default 32; smaller = earlier results)",
     )
     p.set_defaults(func=cmd_run)
 
@@ -98,48 +102,6 @@ def _auto_int(value: str) -> str:
     if value.lower() == "auto" or (value.isdigit() and int(value) >= 1):
         return value.lower()
     raise argparse.ArgumentTypeError(f"expected 'auto' or a number >= 1, got {value!r}")
-
-
-@dataclass(frozen=True)
-class RunFolder:
-    """Where a run keeps its Redis data, worker logs and default results file."""
-
-    redis_dir: Path
-    logs: Path
-    results: Path
-    persistent: bool  # False: another run holds the folder; this one's Redis is temporary
-
-
-@contextlib.contextmanager
-def claim_run_folder(root: Path, console: Console) -> Iterator[RunFolder]:
-    """Lock ``root`` for this run; when another run holds it, use a temporary Redis dir.
-
-    One redis-server per data folder: two servers saving one ``dump.rdb`` would each
-    overwrite the other's jobs, so the lock (``flock``, released if the holder dies)
-    keeps the second run off the shared data.
-    """
-    root.mkdir(parents=True, exist_ok=True)
-    logs, results = root / "logs", root / "results"
-    logs.mkdir(exist_ok=True)
-    results.mkdir(exist_ok=True)
-    lock = open(root / ".lock", "w")  # noqa: SIM115 - held until the run ends
-    try:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            temporary = Path(tempfile.mkdtemp(prefix="bulktag-run-redis-"))
-            console.print(
-                f"note: another bulktag run is using {root}; this run's Redis is temporary "
-                "(no dedupe cache from earlier runs, its jobs are not kept)"
-            )
-            try:
-                yield RunFolder(temporary, logs, results, persistent=False)
-            finally:
-                shutil.rmtree(temporary, ignore_errors=True)
-            return
-        yield RunFolder(root / "redis", logs, results, persistent=True)
-    finally:
-        lock.close()
 
 
 def output_format(fmt: str | None, output: str | None) -> str:
@@ -226,6 +188,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     check_format(fmt)  # before any work: a missing format fails now, not after the job
     sidecars = check_sidecars() if args.sidecars else None
     settings = Settings.from_env()
+    # A missing or tampered checkpoint is one line now, before Redis and a worker start.
+    verify_file(args.weights or settings.weights, settings.weights_sha256)
     external = args.run_redis_url or getattr(args, "redis_url", None)
     run = LocalRun(args, settings, console, external)
     old_term = signal.signal(signal.SIGTERM, _terminate)
@@ -344,7 +308,7 @@ class LocalRun:
         }
         hostname = f"run-{self.job_id}@{socket.gethostname()}"
         log = folder.logs / f"{self.job_id}.worker.log"
-        _prune_logs(folder.logs, KEPT_WORKER_LOGS - 1)
+        prune_logs(folder.logs, KEPT_WORKER_LOGS - 1)
         worker = LocalWorker(worker_args(self.args, settings.queue, hostname), env, log)
         stack.callback(worker.stop)
         return worker.start()
@@ -412,10 +376,3 @@ def _common_root(sources: list[str]) -> Path | None:
     """The one local folder the sources name, to shorten the table's paths."""
     roots = local_roots(sources)
     return roots[0] if len(roots) == 1 and roots[0].is_dir() else None
-
-
-def _prune_logs(logs: Path, keep: int) -> None:
-    """Delete all but the ``keep`` newest worker logs (one is written per run)."""
-    files = sorted(logs.glob("*.worker.log"), key=lambda p: p.stat().st_mtime, reverse=True)
-    for stale in files[keep:]:
-        stale.unlink(missing_ok=True)

@@ -17,8 +17,9 @@ from rich.console import Console
 
 from producer import cli
 from producer.export import check_format, export_records
-from producer.local_run import claim_run_folder, local_roots, output_format, worker_args
+from producer.local_run import local_roots, output_format, worker_args
 from producer.local_services import last_line, signals_held, spawn, stop_group
+from producer.run_folder import claim_run_folder
 from tasks.errors import ConfigError
 from worker.settings import Settings
 
