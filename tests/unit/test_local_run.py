@@ -199,3 +199,14 @@ def test_the_telling_line_of_a_log_is_its_last_error(tmp_path: Path) -> None:
     log.write_text("one\ntwo\n\n")
     assert last_line(log) == "two"
     assert last_line(tmp_path / "absent") == ""
+
+
+def test_a_missing_checkpoint_is_one_line_before_anything_starts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("BULKTAG_WEIGHTS", str(tmp_path / "absent.pt"))
+    assert cli.main(["run", str(tmp_path)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("bulktag: error: model checkpoint not found")
+    assert not (tmp_path / "home").exists()
