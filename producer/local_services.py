@@ -167,7 +167,10 @@ class PrivateRedis:
                 self.proc = spawn(args, env=None, log=log)
             if self._answers():
                 return self.url
-        raise ServiceError(f"redis-server did not start: {last_line(self.log_path)}")
+        raise ServiceError(
+            f"redis-server did not start ({last_line(self.log_path) or 'no log'}); its data "
+            f"is in {self.data_dir} (move that folder away to start with an empty cache)"
+        )
 
     def _answers(self) -> bool:
         assert self.proc is not None
