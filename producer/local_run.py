@@ -125,7 +125,7 @@ def check_sidecars() -> Callable[..., Any]:
     writer = getattr(module, "write_sidecars", None)
     if writer is None:
         raise ConfigError("--sidecars is not available yet in this version of bulktag")
-    return writer
+    return writer  # type: ignore[no-any-return]
 
 
 def local_roots(sources: list[str]) -> list[Path]:

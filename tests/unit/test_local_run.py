@@ -21,7 +21,7 @@ from producer.local_run import local_roots, output_format, worker_args
 from producer.local_services import last_line, signals_held, spawn, stop_group
 from producer.run_folder import claim_run_folder
 from tasks.errors import ConfigError
-from worker.settings import Settings
+from tasks.settings import Settings
 
 
 def test_format_comes_from_the_flag_else_the_output_suffix_else_jsonl() -> None:
