@@ -20,6 +20,7 @@ import importlib
 import os
 import signal
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterator
 from itertools import islice
@@ -29,6 +30,7 @@ from typing import Any
 import redis
 from rich.console import Console
 
+from producer.cache_answers import answer_from_cache, answerable
 from producer.cli.common import DECODE_MODES, DEVICES, PRECISIONS, positive_int
 from producer.export import check_format, export_records
 from producer.local_services import LocalWorker, PrivateRedis
@@ -43,7 +45,7 @@ from producer.sources import REMOTE_SCHEMES
 from tasks.errors import BulktagError, ConfigError
 from tasks.records import JobStatus
 from tasks.settings import Settings
-from weights.checkpoint import verify_file
+from weights.checkpoint import model_id_for, verify_file
 
 TABLE_ROWS = 10  # rows of the summary table when the results go to the default file
 EXIT_ERROR = 1
@@ -189,9 +191,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     sidecars = check_sidecars() if args.sidecars else None
     settings = Settings.from_env()
     # A missing or tampered checkpoint is one line now, before Redis and a worker start.
-    verify_file(args.weights or settings.weights, settings.weights_sha256)
+    digest = verify_file(args.weights or settings.weights, settings.weights_sha256)
     external = args.run_redis_url or getattr(args, "redis_url", None)
     run = LocalRun(args, settings, console, external)
+    if answerable(args.decode or settings.decode, args.precision or settings.precision):
+        run.model_id = model_id_for(digest)  # photos tagged before are answered at once
     old_term = signal.signal(signal.SIGTERM, _terminate)
     stack = contextlib.ExitStack()
     try:
@@ -219,6 +223,7 @@ class LocalRun:
         self.settings = settings
         self.console = console
         self.external = external
+        self.model_id: str | None = None  # set: answer cached images here (cache_answers)
         self.job_id: str = args.job or new_job_id()
         self.started = time.monotonic()
         self.first_result: float | None = None
@@ -256,6 +261,16 @@ class LocalRun:
                 settings=settings,
                 on_chunk=on_chunk,
             )
+        stop = threading.Event()
+        stack.callback(stop.set)
+        if self.model_id is not None:
+            roots = (*settings.allowed_roots, *local_roots(self.args.sources))
+            threading.Thread(
+                target=self._answer_from_cache,
+                args=(job.id, settings.with_overrides(allowed_roots=roots), stop),
+                name="cache-answers",
+                daemon=True,
+            ).start()
         progress = ProgressView(self.console)
         with progress as show:
 
@@ -281,6 +296,16 @@ class LocalRun:
             f"deduped {status.deduped})"
         )
         return 0
+
+    def _answer_from_cache(self, job_id: str, settings: Settings, stop: threading.Event) -> None:
+        """The cache pass, in a thread beside the progress loop (worker start overlaps it)."""
+        from tasks.store import ResultStore, connect
+
+        assert self.model_id is not None
+        # Anything this pass does not answer, or fails on, the worker answers instead.
+        with contextlib.suppress(Exception):
+            store = ResultStore(connect(settings.redis_url))
+            answer_from_cache(store, job_id, self.model_id, settings, stop)
 
     def _redis(self, stack: contextlib.ExitStack, folder: RunFolder) -> str:
         if self.external:
