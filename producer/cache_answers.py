@@ -11,7 +11,8 @@ writes first wins and the job counts it once.
 Only the reference variant (``exact`` decode, ``fp32``) is answered here: its cache key
 is the checkpoint's model id itself (``tasks.inference.variant_id`` adds nothing), while
 other modes key their cache by a suffixed id that needs the model to compute. Remote URIs
-and unreadable files are left to the worker, which gives them their records.
+and unreadable files are left to the worker, which gives them their records; so are
+uncached contents, except those the worker's own decode checks refuse (``refused``).
 """
 
 from __future__ import annotations
@@ -19,9 +20,11 @@ from __future__ import annotations
 import hashlib
 import threading
 from itertools import islice
+from typing import Any
 
 from producer.sources import REMOTE_SCHEMES
-from tasks.errors import BulktagError
+from tasks.decode import check_resize_budget, configure_limits, decode_image
+from tasks.errors import BulktagError, UriError
 from tasks.records import Label, Record
 from tasks.settings import Settings
 from tasks.store import ResultStore
@@ -58,12 +61,13 @@ def answer_from_cache(
     """
     from tasks.fetch import fetch_local  # boto3 comes with it: import off the start path
 
+    configure_limits(settings.max_pixels)  # Pillow's bomb limit as in a worker process
     answered = 0
     pending = ((i, uri) for i, uri, rec in store.records(job_id) if rec is None)
     while batch := list(islice(pending, BATCH)):
         if stop is not None and stop.is_set():
             break
-        read: list[tuple[int, str, str]] = []
+        read: dict[int, tuple[str, str, bytes]] = {}
         for index, uri in batch:
             if uri.startswith(REMOTE_SCHEMES):
                 continue
@@ -71,17 +75,42 @@ def answer_from_cache(
                 data = fetch_local(uri, settings)
             except BulktagError:  # missing, too large, not allowed: the worker says why
                 continue
-            read.append((index, uri, hashlib.sha256(data).hexdigest()))
-        known = store.cached_top3(model_id, sorted({digest for _, _, digest in read}))
+            read[index] = (uri, hashlib.sha256(data).hexdigest(), data)
+        known = store.cached_top3(model_id, sorted({digest for _, digest, _ in read.values()}))
         outcomes = []
-        for index, uri, digest in read:
+        for index, (uri, digest, _) in read.items():
             if digest in known:
-                labels = [
-                    Label(t["label"], int(t["index"]), float(t["score"])) for t in known[digest]
-                ]
-                outcomes.append((index, Record(uri, digest, "ok", None, labels, model_id), True))
+                top = [Label(t["label"], int(t["index"]), float(t["score"])) for t in known[digest]]
+                outcomes.append((index, Record(uri, digest, "ok", None, top, model_id), True))
+        mostly_known = len(outcomes) >= MIN_HIT_RATE * len(batch)
+        if mostly_known:  # the few misses: broken files need no worker to be refused
+            outcomes += refused(read, known, model_id, settings.max_pixels)
         store.record_outcomes(job_id, outcomes)
         answered += len(outcomes)
-        if len(outcomes) < MIN_HIT_RATE * len(batch):
+        if not mostly_known:
             break
     return answered
+
+
+def refused(
+    read: dict[int, tuple[str, str, bytes]],
+    known: dict[str, Any],
+    model_id: str,
+    max_pixels: int,
+) -> list[tuple[int, Record, bool]]:
+    """Error records for the uncached contents a worker's decode would refuse.
+
+    Only top-3 lists are cached, so without this a warm run over a folder holding one
+    broken file would wait seconds for a worker to start just to refuse it. The checks
+    are the worker's own (``tasks.decode``: torch-free), so are the reasons; a content
+    that decodes is left to the worker.
+    """
+    out = []
+    for index, (uri, digest, data) in read.items():
+        if digest in known:
+            continue
+        try:
+            check_resize_budget(decode_image(data, max_pixels).size, max_pixels)
+        except UriError as exc:
+            out.append((index, Record(uri, digest, "error", str(exc), None, model_id), False))
+    return out

@@ -8,9 +8,10 @@ success, on error, on Ctrl-C and on SIGTERM alike (``producer.local_services``).
 What persists: the private server keeps its data in ``~/.cache/bulktag/run/redis`` and
 saves it on the way out, so the dedupe cache and every run's job records survive between
 runs. A second run of the same folder forwards nothing, and its cached images are
-answered here while the worker is still starting (``producer.cache_answers``). Results are also written to
-a file: ``-o FILE``, else ``~/.cache/bulktag/run/results/JOB.jsonl``. Two runs at once:
-the second finds the folder locked and uses a temporary Redis (no cache) instead.
+answered here while the worker is still starting (``producer.cache_answers``). Results
+are also written to a file: ``-o FILE``, else ``~/.cache/bulktag/run/results/JOB.jsonl``.
+Two runs at once: the second finds the folder locked and uses a temporary Redis (no
+cache) instead.
 """
 
 from __future__ import annotations

@@ -6,8 +6,11 @@ import hashlib
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from producer.cache_answers import BATCH, answer_from_cache, answerable
+from tasks.decode import decode_image
+from tasks.errors import DecodeError
 from tasks.records import Record
 from tasks.settings import Settings
 from tasks.store import ResultStore
@@ -32,30 +35,40 @@ def write(path: Path, content: bytes) -> str:
 def test_cached_local_images_get_the_workers_records_and_the_rest_stay_pending(
     store: ResultStore, tmp_path: Path
 ) -> None:
-    # Given a job of four local files, two of whose contents the cache knows
+    # Given a job of six local files: three the cache knows, a new photo, a broken file
     known_a = write(tmp_path / "a.jpg", b"photo a")
     known_b = write(tmp_path / "b.jpg", b"photo b")
-    write(tmp_path / "c.jpg", b"photo c")  # never tagged
-    uris = [str(tmp_path / n) for n in ("a.jpg", "b.jpg", "c.jpg", "missing.jpg")]
+    known_e = write(tmp_path / "e.jpg", b"photo e")
+    Image.new("RGB", (64, 48), "red").save(tmp_path / "c.jpg")  # new: the worker's
+    broken = write(tmp_path / "d.jpg", b"\xff\xd8\xff truncated")
+    names = ("a.jpg", "b.jpg", "c.jpg", "d.jpg", "missing.jpg", "e.jpg")
+    uris = [str(tmp_path / n) for n in names]
     submitted(store, "warm", uris)
     top = [{"label": t.label, "index": t.index, "score": t.score} for t in TOP3]
-    store.cache_top3(MODEL, {known_a: top, known_b: top})
+    store.cache_top3(MODEL, {known_a: top, known_b: top, known_e: top})
     settings = Settings(allowed_roots=(tmp_path,))
 
     # When the producer answers from the cache
-    assert answer_from_cache(store, "warm", MODEL, settings) == 2
+    assert answer_from_cache(store, "warm", MODEL, settings) == 4
 
-    # Then those two have the records a worker would write (ok, deduplicated)
+    # Then the cached three have the records a worker would write (ok, deduplicated)
     records = {uri: rec for _, uri, rec in store.records("warm")}
     assert records[uris[0]] == Record(uris[0], known_a, "ok", None, TOP3, MODEL)
     assert records[uris[1]] == Record(uris[1], known_b, "ok", None, TOP3, MODEL)
-    assert records[uris[2]] is None and records[uris[3]] is None  # left to the worker
+    assert records[uris[5]] == Record(uris[5], known_e, "ok", None, TOP3, MODEL)
+    # ...the broken file is refused with the worker's own decode reason
+    with pytest.raises(DecodeError) as refusal:
+        decode_image((tmp_path / "d.jpg").read_bytes(), settings.max_pixels)
+    assert records[uris[3]] == Record(uris[3], broken, "error", str(refusal.value), None, MODEL)
+    # ...and the new photo and the missing file are left to the worker
+    assert records[uris[2]] is None and records[uris[4]] is None
     status = store.status("warm")
-    assert (status.ok, status.deduped, status.pending, status.state) == (2, 2, 2, "running")
+    assert (status.ok, status.error, status.deduped, status.pending) == (3, 1, 3, 2)
+    assert status.state == "running"
 
     # And a worker writing the same URI afterwards does not count it twice
     store.record_outcomes("warm", [(0, records[uris[0]], True)])
-    assert store.status("warm").ok == 2
+    assert store.status("warm").ok == 3
 
 
 def test_a_first_run_stops_the_pass_after_one_batch_of_misses(
