@@ -69,12 +69,12 @@ def report(runs: list[Run], images: int, extra: list[str], loads: tuple[str, str
         for r in runs
     ]
     info = machine()
-    flags = " ".join(extra) or "(none)"
+    flags = "".join(f" {flag}" for flag in extra)
     return "\n".join(
         [
             "## bulktag run: one command, cold and warm",
             "",
-            f"`python -m bench.run_cmd --images {images} {flags}` (in `make bench`): "
+            f"`python -m bench.run_cmd --images {images}{flags}` (in `make bench`): "
             "`bulktag run PHOTOS -o FILE` twice under a fresh HOME, measured "
             f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. The first run starts "
             "with an empty dedupe cache; the second finds it in the private Redis the "
