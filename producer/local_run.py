@@ -277,11 +277,11 @@ class LocalRun:
         with progress as show:
 
             def on_progress(status: JobStatus) -> None:
-                show(status)
-                worker.check()
                 if self.first_result is None and status.done_count:
                     self.first_result = time.monotonic() - self.started
                     self.console.print(f"first result after {self.first_result:.1f} s")
+                show(status)
+                worker.check()
 
             status = job.wait(on_progress=on_progress)
         if status.state != "done":
