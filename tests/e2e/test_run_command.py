@@ -170,8 +170,13 @@ def test_run_tags_a_folder_writes_reference_records_and_leaves_nothing_running(
         server.stop()
 
 
-def test_ctrl_c_mid_run_exits_130_stops_everything_and_keeps_the_partial_job(
-    tmp_path: Path, dev_weights: Path
+@pytest.mark.parametrize(
+    ("sig", "code"),
+    [(signal.SIGINT, 130), (signal.SIGTERM, 143)],
+    ids=["ctrl-c", "sigterm"],
+)
+def test_ctrl_c_or_sigterm_mid_run_stops_everything_and_keeps_the_partial_job(
+    tmp_path: Path, dev_weights: Path, sig: signal.Signals, code: int
 ) -> None:
     # Given a run big enough to be interrupted halfway
     home = tmp_path / "home"
@@ -192,12 +197,16 @@ def test_ctrl_c_mid_run_exits_130_stops_everything_and_keeps_the_partial_job(
     assert any("redis-server" in c for c in running.values()), running
     assert any("producer.cli worker" in c for c in running.values()), running
 
-    # When the user presses Ctrl-C (the terminal signals the whole foreground group)
-    os.killpg(proc.pid, signal.SIGINT)
+    # When the user presses Ctrl-C (the terminal signals the whole foreground group),
+    # or a service manager sends SIGTERM to the process it started
+    if sig == signal.SIGINT:
+        os.killpg(proc.pid, sig)
+    else:
+        proc.send_signal(sig)
     rest = proc.communicate(timeout=90)[1]
 
-    # Then it exits 130 and nothing it started is left running
-    assert proc.returncode == 130, "".join(lines) + rest
+    # Then it exits 130 (143) and nothing it started is left running
+    assert proc.returncode == code, "".join(lines) + rest
     assert wait_gone(home) == {}
     assert "cancelled:" in rest, rest
     # ...and the partial job is kept as cancelled, with the records done so far
