@@ -254,3 +254,39 @@ def test_without_redis_server_binary_says_how_to_get_one_in_one_line(
     for way in ("apt-get install redis-server", "brew install redis", "docker compose"):
         assert way in lines[0]
     assert processes_of(home) == {}
+
+
+def test_with_redis_url_it_uses_that_redis_and_starts_no_server(
+    tmp_path: Path, dev_weights: Path, redis_url: str
+) -> None:
+    # Given a Redis the user already runs (the test's own private server)
+    home = tmp_path / "home"
+    env = run_env(home, dev_weights)
+    corpus = build_corpus(tmp_path / "photos", 6, sizes=[(320, 240)], repeat_fraction=0.0)
+
+    # When the run is pointed at it
+    proc = start_run(
+        env, str(tmp_path / "photos"), "--redis-url", redis_url, "--job", "shared", "-o", "-"
+    )
+    stderr, seen = watch(proc, home)
+
+    # Then only a worker was started, and none is left
+    assert proc.returncode == 0, stderr
+    assert seen == {"worker"}
+    assert wait_gone(home) == {}
+    # ...and the job lives in that Redis like any other: `bulktag results` reads it
+    listed = subprocess.run(
+        [*BULKTAG, "--redis-url", redis_url, "results", "shared"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert listed.returncode == 0, listed.stderr
+    records = [json.loads(line) for line in listed.stdout.splitlines()]
+    assert sorted(r["uri"] for r in records) == sorted(str(p) for p in corpus.all)
+    assert all(r["status"] == "ok" for r in records)
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    workers = [client.hgetall(k) for k in client.smembers("bulktag:workers")]
+    assert workers and all(w.get("model_id") for w in workers)
