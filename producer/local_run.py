@@ -164,6 +164,13 @@ def worker_args(args: argparse.Namespace, queue: str, hostname: str) -> list[str
     return [*out, "--metrics-port=0", f"--queue={queue}", f"--hostname={hostname}"]
 
 
+def run_queue(queue: str, job_id: str, *, shared: bool) -> str:
+    """The queue the run's chunks go to: its own on a shared Redis (``--redis-url``), so
+    the workers already serving that Redis leave them alone and the run's own worker
+    takes nothing else; the configured one on the private server."""
+    return f"{queue}.run.{job_id}" if shared else queue
+
+
 @contextlib.contextmanager
 def signals_ignored() -> Iterator[None]:
     """Ignore Ctrl-C and SIGTERM while stopping: a second Ctrl-C must not leave orphans."""
@@ -244,9 +251,7 @@ class LocalRun:
         from tasks.store import connect
 
         url = self._redis(stack, folder)
-        queue = self.settings.queue
-        if self.external:  # a shared Redis: keep our chunks off its workers' queue
-            queue = f"{self.settings.queue}.run.{self.job_id}"
+        queue = run_queue(self.settings.queue, self.job_id, shared=bool(self.external))
         settings = self.settings.with_overrides(redis_url=url, queue=queue)
         connect(url).close()
         worker = self._worker(stack, folder, settings)

@@ -17,7 +17,7 @@ from rich.console import Console
 
 from producer import cli
 from producer.export import check_format, export_records
-from producer.local_run import local_roots, output_format, worker_args
+from producer.local_run import local_roots, output_format, run_queue, worker_args
 from producer.local_services import last_line, signals_held, spawn, stop_group
 from producer.run_folder import claim_run_folder
 from tasks.errors import ConfigError
@@ -210,3 +210,8 @@ def test_a_missing_checkpoint_is_one_line_before_anything_starts(
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("bulktag: error: model checkpoint not found")
     assert not (tmp_path / "home").exists()
+
+
+def test_on_a_shared_redis_the_run_gets_a_queue_of_its_own() -> None:
+    assert run_queue("bulktag", "trip", shared=True) == "bulktag.run.trip"
+    assert run_queue("bulktag", "trip", shared=False) == "bulktag"
