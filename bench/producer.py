@@ -16,19 +16,16 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import redis
 
+from bench.e2e import private_redis
 from bench.latency import delayed_proxy
 from bench.report import write_section
 
@@ -53,36 +50,6 @@ class Run:
     @property
     def rate(self) -> float:
         return self.uris / self.seconds
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextmanager
-def private_redis(workdir: Path) -> Iterator[str]:
-    """A throwaway redis-server on a free loopback port; yields its URL."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        sys.exit("redis-server not installed (make redis-binary)")
-    port = free_port()
-    args = [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(workdir)]
-    proc = subprocess.Popen([*args, "--save", "", "--appendonly", "no"], stdout=subprocess.DEVNULL)
-    url = f"redis://127.0.0.1:{port}/0"
-    client = redis.Redis.from_url(url)
-    try:
-        for _ in range(200):
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                time.sleep(0.05)
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 def write_list(path: Path, n: int) -> None:
