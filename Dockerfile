@@ -27,8 +27,8 @@ RUN bulktag weights fetch -o "$BULKTAG_WEIGHTS"
 
 # beat keeps its state under /var/lib/bulktag (a volume inherits this ownership).
 RUN useradd --create-home bulktag \
-    && mkdir -p /var/lib/bulktag /etc/bulktag \
-    && chown bulktag /var/lib/bulktag
+    && mkdir -p /var/lib/bulktag/uploads /etc/bulktag \
+    && chown -R bulktag /var/lib/bulktag
 USER bulktag
 # 9808 worker metrics, 8080 HTTP API, 5555 Flower
 EXPOSE 9808 8080 5555

@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: help install redis-binary browser compose-binary test test-fast lint format demo bench clean compose-check openapi api bench-producer bench-sources bench-formats bench-run
+.PHONY: help install redis-binary browser compose-binary test test-fast lint format demo bench clean compose-check openapi api bench-producer bench-sources bench-formats bench-run bench-uploads
 
 help:
 	@echo "make demo    set up, then bulktag run on sample photos (starts and stops what it needs)"
@@ -76,6 +76,10 @@ bench-sources: install redis-binary
 # (also the last stage of `make bench`).
 bench-formats: install
 	$(BIN)/python -m bench.formats
+
+# Upload latency idle and behind a 6,000-URI bulk backlog (one worker) -> docs/BENCHMARKS.md.
+bench-uploads: install redis-binary
+	$(BIN)/python -m bench.uploads
 
 clean:
 	rm -rf var .pytest_cache .ruff_cache .mypy_cache

@@ -18,6 +18,7 @@ from tasks.errors import ConfigError
 from tasks.settings import Settings
 from tasks.store import ResultStore, connect
 from worker.app import create_app
+from worker.queues import lane_queue
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,8 @@ def retry_job(
         raise ConfigError(f"job {job_id} is still being submitted; retry once it is running")
     size = chunk_size or status.chunk_size or settings.chunk_size
     round_ = store.begin_retry_round(job_id)
+    # Back to the job's own lane: an upload's retried URIs stay interactive.
+    queue = lane_queue(settings.queue, store.job_field(job_id, "priority") or "normal")
     app = create_app(settings)
     reopened = enqueued_pending = chunks = 0
     with app.producer_or_acquire() as producer:
@@ -90,7 +93,7 @@ def retry_job(
                 job_id,
                 [(i, uri) for i, uri, _ in chunk],
                 ChunkOptions(round=round_),
-                queue=settings.queue,
+                queue=queue,
                 producer=producer,
             )
             chunks += 1

@@ -33,6 +33,7 @@ from tasks.errors import ConfigError, JobExists
 from tasks.settings import Settings
 from tasks.store import ResultStore, connect
 from worker.app import create_app
+from worker.queues import check_priority, lane_queue
 
 # URIs per publish batch: big enough that round trips stop mattering (~30 chunks of
 # 32), small enough that a slow source (an S3 listing, a pipe) still flows steadily.
@@ -71,6 +72,7 @@ def submit(
     on_wait: Callable[[int], None] | None = None,
     uris: Iterable[str] | None = None,
     selection: Selection | None = None,
+    priority: str = "normal",
 ) -> Job:
     """Enqueue every URI that ``sources`` name as job ``job``; return its handle.
 
@@ -88,6 +90,8 @@ def submit(
         selection: what folder walks and S3 listings take (``--include-ext``); it
             counts the files they skip, which the job records as ``skipped`` (default:
             the image kinds).
+        priority: ``"high"`` sends the chunks to the interactive lane that workers
+            drain before bulk work (``worker.queues``); ``"normal"`` is the bulk queue.
 
     Raises:
         ConfigError: the job exists, a source is missing, nothing was found, or the
@@ -95,6 +99,7 @@ def submit(
         StoreUnavailable: Redis cannot be reached.
     """
     settings = settings or Settings.from_env()
+    queue = lane_queue(settings.queue, check_priority(priority))
     size = settings.chunk_size if chunk_size is None else chunk_size
     if size < 1:
         raise ConfigError("chunk size must be >= 1")
@@ -113,12 +118,14 @@ def submit(
         )
     if not store.create_job(job_id, size, " ".join(sources)[:500]):
         raise JobExists(f"job {job_id!r} already exists; pick another --job name")
+    if priority == "high":  # `retry` sends the job's chunks back to the same lane
+        store.annotate_job(job_id, priority=priority)
     app = create_app(settings)
     per_batch = max(1, PUBLISH_BATCH_URIS // size)
     gate = None
     if cap:
         per_batch = min(per_batch, cap)  # a batch must fit under the cap by itself
-        gate = QueueGate(store.r, settings.queue, cap, on_wait=on_wait)
+        gate = QueueGate(store.r, queue, cap, on_wait=on_wait)
     total = 0
     selection = selection or Selection()
     try:
@@ -145,7 +152,7 @@ def submit(
                 with producer.batch(max_size=len(batch)):
                     for chunk in batch:
                         items = list(enumerate(chunk, start=first))
-                        send_tag_chunk(app, job_id, items, queue=settings.queue, producer=producer)
+                        send_tag_chunk(app, job_id, items, queue=queue, producer=producer)
                         first += len(chunk)
                 total = first
                 if on_chunk:

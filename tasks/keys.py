@@ -126,3 +126,14 @@ def recovery_claim(tag: str, consumer: str) -> str:
 def recoveries() -> str:
     """List (capped): JSON events "chunks of a dead worker re-queued", newest first."""
     return f"{PREFIX}:recoveries"
+
+
+def upload_jobs() -> str:
+    """Sorted set: ids of jobs made by ``POST /uploads``, scored by creation time; the
+    files their URIs name are kept by upload pruning while the job exists."""
+    return f"{PREFIX}:uploads:jobs"
+
+
+def upload_prune_lock() -> str:
+    """String with a TTL: one API process prunes the upload folder per interval."""
+    return f"{PREFIX}:uploads:prune-lock"

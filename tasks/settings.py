@@ -57,6 +57,13 @@ LOG_FORMATS = ("text", "json")
 # Scheduled runs for `bulktag beat` / `bulktag schedule list` (see docs/OPERATIONS.md).
 DEFAULT_SCHEDULES = Path("schedules.toml")
 DEVICES = ("cpu", "cuda")
+# Uploads (POST /uploads, producer/api/uploads.py). The folder is always readable by
+# workers: it is added to the allowed roots, so it must be storage they share.
+DEFAULT_UPLOAD_DIR = Path("~/.cache/bulktag/uploads")
+DEFAULT_UPLOAD_MAX_BYTES = 25 * 1024 * 1024  # per file: a 12 MP JPEG is 3-8 MB
+DEFAULT_UPLOAD_MAX_TOTAL_BYTES = 200 * 1024 * 1024  # per request body, else 413
+DEFAULT_UPLOAD_MAX_FILES = 50  # per request
+DEFAULT_UPLOAD_RETENTION_DAYS = 7.0  # unreferenced upload files older than this go
 # Hot path (docs/BENCHMARKS.md): "exact" = reference preprocessing, "fast" = JPEG DCT
 # scaling; "fp32" = reference arithmetic, "bf16" = CPU autocast, "fp16" = CUDA only,
 # "int8" = CPU static quantization from a calibration file (tasks.quantize).
@@ -116,6 +123,11 @@ class Settings:
     log_format: str = "text"  # "json": one JSON object per line
     schedules: Path = DEFAULT_SCHEDULES
     device: str = "cpu"  # "cuda": GPU workers (README, GPU workers)
+    upload_dir: Path = DEFAULT_UPLOAD_DIR
+    upload_max_bytes: int = DEFAULT_UPLOAD_MAX_BYTES
+    upload_max_total_bytes: int = DEFAULT_UPLOAD_MAX_TOTAL_BYTES
+    upload_max_files: int = DEFAULT_UPLOAD_MAX_FILES
+    upload_retention_days: float = DEFAULT_UPLOAD_RETENTION_DAYS
     # HTTP API bearer token; None = no auth (bind the API to loopback then). Kept out of repr.
     api_token: str | None = field(default=None, repr=False)
     # TEST HOOK: a worker SIGKILLs its own process on any URI whose file name contains
@@ -133,6 +145,8 @@ class Settings:
             if roots_raw
             else (Path.home(), Path.cwd())
         )
+        upload_dir = Path(get("BULKTAG_UPLOAD_DIR") or DEFAULT_UPLOAD_DIR).expanduser()
+        roots += (upload_dir,)  # workers read what the API stored there
         return cls(
             redis_url=get("BULKTAG_REDIS_URL", DEFAULT_REDIS_URL),
             weights=Path(get("BULKTAG_WEIGHTS", str(DEFAULT_WEIGHTS))).expanduser(),
@@ -180,6 +194,19 @@ class Settings:
             log_format=_choice(env, "BULKTAG_LOG_FORMAT", LOG_FORMATS),
             schedules=Path(get("BULKTAG_SCHEDULES") or DEFAULT_SCHEDULES).expanduser(),
             device=_choice(env, "BULKTAG_DEVICE", DEVICES),
+            upload_dir=upload_dir,
+            upload_max_bytes=_int(
+                env, "BULKTAG_UPLOAD_MAX_BYTES", DEFAULT_UPLOAD_MAX_BYTES, minimum=1
+            ),
+            upload_max_total_bytes=_int(
+                env, "BULKTAG_UPLOAD_MAX_TOTAL_BYTES", DEFAULT_UPLOAD_MAX_TOTAL_BYTES, minimum=1
+            ),
+            upload_max_files=_int(
+                env, "BULKTAG_UPLOAD_MAX_FILES", DEFAULT_UPLOAD_MAX_FILES, minimum=1
+            ),
+            upload_retention_days=_float(
+                env, "BULKTAG_UPLOAD_RETENTION_DAYS", DEFAULT_UPLOAD_RETENTION_DAYS, minimum=0
+            ),
             api_token=get("BULKTAG_API_TOKEN") or None,
             test_crash_on=get("BULKTAG_TEST_CRASH_ON") or None,
         )

@@ -52,9 +52,13 @@ def tag_chunk(
         log.error("rejected a malformed tag_chunk message: %s", exc)
         raise Reject(str(exc), requeue=False) from exc
 
+    # A poison chunk's URIs are re-sent alone to the lane this chunk came from
+    # (the bulk queue or the interactive one, worker.queues).
+    queue = (self.request.delivery_info or {}).get("routing_key") or process.settings().queue
+
     def send_alone(one: list[Item]) -> None:
         split = ChunkOptions(round=chunk.options.round, split=True)
-        send_tag_chunk(self.app, job_id, one, split, queue=process.settings().queue)
+        send_tag_chunk(self.app, job_id, one, split, queue=queue)
 
     try:
         return run_chunk(chunk, send_alone)

@@ -12,6 +12,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from tasks.settings import Settings
+from worker.queues import QUEUE_ORDER_STRATEGY
 
 # The hard time limit is this share of the visibility timeout: a hung chunk is killed
 # (and requeued) by its own worker before Redis would hand a copy to a second worker.
@@ -104,6 +105,8 @@ def delivery_conf(settings: Settings) -> dict[str, Any]:
             "visibility_timeout": vt,
             "unacked_restore_interval": restore_interval(vt),
             "unacked_restore_throttle": 1,
+            # BRPOP the high lane before the bulk queue, always (worker.queues).
+            "queue_order_strategy": QUEUE_ORDER_STRATEGY,
         },
     }
     tls = broker_ssl(settings.redis_url)

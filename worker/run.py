@@ -16,6 +16,7 @@ from tasks.store import connect
 from weights.checkpoint import load_checkpoint, verify_file
 from worker.bootstrap import START_FAILURE_ENV
 from worker.delivery import chunk_time_limit, slowest_healthy_chunk
+from worker.queues import consumed_queues
 
 
 def start_worker(
@@ -80,7 +81,8 @@ def start_worker(
         f"--loglevel={loglevel}",
         f"--concurrency={concurrency}",
         "--pool=prefork",
-        f"--queues={settings.queue}",
+        # The interactive lane first: BRPOP pops it before any bulk chunk (worker.queues).
+        f"--queues={','.join(consumed_queues(settings.queue))}",
         f"--hostname={hostname or 'bulktag@' + socket.gethostname()}",
         "--without-mingle",
         "--without-gossip",

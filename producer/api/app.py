@@ -17,7 +17,9 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from producer.api.context import ApiContext
+from producer.api.job_actions import actions
 from producer.api.routes import jobs, meta
+from producer.api.uploads import uploads
 from tasks.errors import BulktagError, ConfigError, JobNotFound, NotAllowed, StoreUnavailable
 from tasks.settings import Settings
 
@@ -29,7 +31,8 @@ API_VERSION = "1"
 
 DESCRIPTION = """\
 Submit image URIs (or a folder, S3 prefix, URL or @list inside the allowed roots) as a
-bulktag job, watch its progress, stream its top-3 labels as JSON Lines, cancel it.
+bulktag job, watch its progress, stream its top-3 labels as JSON Lines, cancel it;
+or upload photos (`POST /uploads`, multipart field `files`) and get their top-3 back.
 When `BULKTAG_API_TOKEN` is set, send `Authorization: Bearer <token>` on every route
 except `/healthz` and the dashboard's static files. Result records follow result
 schema v1; see docs/TASK_CONTRACT.md.
@@ -65,6 +68,8 @@ def create_api(settings: Settings | None = None) -> FastAPI:
     app.state.context = ctx
     app.state.settings = ctx.settings
     app.include_router(jobs)
+    app.include_router(actions)
+    app.include_router(uploads)
     app.include_router(meta)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 

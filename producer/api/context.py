@@ -29,6 +29,7 @@ class ApiContext:
         self._store: ResultStore | None = None
         self._submissions: Submissions | None = None
         self._webhooks: WebhookWatcher | None = None
+        self._celery: Any = None
 
     @property
     def store(self) -> ResultStore:
@@ -53,6 +54,16 @@ class ApiContext:
             if self._webhooks is None:
                 self._webhooks = WebhookWatcher(store, self.settings, describe=self.describe)
             return self._webhooks
+
+    @property
+    def celery(self) -> Any:
+        """The Celery app uploads publish with: built once, its connection pool reused."""
+        with self._lock:
+            if self._celery is None:
+                from worker.app import create_app
+
+                self._celery = create_app(self.settings)
+            return self._celery
 
     def describe(self, status: JobStatus) -> dict[str, Any]:
         """The JSON body ``GET /jobs/{id}`` answers (and a webhook carries) for ``status``."""

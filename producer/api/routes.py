@@ -90,7 +90,7 @@ def create_job(body: JobRequest, ctx: Ctx, response: Response) -> dict[str, Any]
     if ctx.store.job_state(job_id) is not None:
         raise HTTPException(status.HTTP_409_CONFLICT, f"job {job_id!r} already exists")
     try:
-        ctx.submissions.start(sources, job_id, body.chunk_size)
+        ctx.submissions.start(sources, job_id, body.chunk_size, body.priority)
     except JobExists:  # a racing request created it between the check above and now
         raise HTTPException(status.HTTP_409_CONFLICT, f"job {job_id!r} already exists") from None
     result = _status(ctx, job_id)

@@ -39,6 +39,11 @@ class JobRequest(BaseModel):
         max_length=2048,
         description="POSTed the final status JSON once when the job is done or cancelled.",
     )
+    priority: Literal["normal", "high"] = Field(
+        default="normal",
+        description="`high`: the interactive lane, taken by workers before bulk work "
+        "(a chunk already running is not pre-empted).",
+    )
 
     @model_validator(mode="after")
     def _one_input(self) -> JobRequest:

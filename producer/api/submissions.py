@@ -51,7 +51,9 @@ class Submissions:
             while len(self._errors) > REMEMBERED_ERRORS:
                 self._errors.popitem(last=False)
 
-    def start(self, sources: list[str], job_id: str, chunk_size: int | None) -> None:
+    def start(
+        self, sources: list[str], job_id: str, chunk_size: int | None, priority: str = "normal"
+    ) -> None:
         """Submit ``sources`` as ``job_id``; return once the job exists (or has failed).
 
         Raises:
@@ -63,7 +65,13 @@ class Submissions:
 
         def run() -> None:
             try:
-                submit(sources, job=job_id, chunk_size=chunk_size, settings=self.settings)
+                submit(
+                    sources,
+                    job=job_id,
+                    chunk_size=chunk_size,
+                    settings=self.settings,
+                    priority=priority,
+                )
             except JobExists as exc:
                 # A racing request won this id: its job is not ours to cancel or to
                 # annotate, so nothing is remembered either; this request answers 409.

@@ -28,6 +28,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
             max_queued=args.max_queued,
             on_wait=view.on_wait,
             selection=selection,
+            priority=args.priority,
         )
     status = job.status()
     print(f"job {job.id}: {status.total} URIs enqueued in chunks of {status.chunk_size}")
@@ -182,6 +183,12 @@ def add_commands(sub: Any) -> None:
         metavar="EXT",
         help="also take files ending in EXT from folders and S3 prefixes, e.g. --include-ext "
         "dat (repeatable or comma list; files that are not images become error records)",
+    )
+    p.add_argument(
+        "--priority",
+        choices=["normal", "high"],
+        default="normal",
+        help="high: the interactive lane workers take before bulk work (default normal)",
     )
     p.set_defaults(func=cmd_submit)
 

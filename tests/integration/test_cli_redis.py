@@ -147,3 +147,27 @@ def test_cancel_stops_a_producer_waiting_for_queue_room(tmp_path: Path, redis_ur
     assert not thread.is_alive()
     assert len(raised) == 1 and isinstance(raised[0], ConfigError)
     assert "cancelled" in str(raised[0])
+
+
+def test_priority_high_submits_to_the_interactive_lane(tmp_path: Path, redis_url: str) -> None:
+    import redis
+
+    from producer import submit as submit_api
+    from tasks.settings import Settings
+
+    for i in range(3):
+        (tmp_path / f"{i}.jpg").write_bytes(b"x")
+    client = redis.Redis.from_url(redis_url)
+    # the CLI flag
+    argv = ["--redis-url", redis_url, "submit", str(tmp_path), "--chunk-size", "1"]
+    assert main([*argv, "--priority", "high", "--job", "cli-high"]) == 0
+    assert (client.llen("bulktag.high"), client.llen("bulktag")) == (3, 0)
+    assert client.hget("bulktag:job:cli-high", "priority") == b"high"
+    assert main([*argv, "--job", "cli-normal"]) == 0
+    assert (client.llen("bulktag.high"), client.llen("bulktag")) == (3, 3)
+    # the Python API
+    settings = Settings.from_env({"BULKTAG_REDIS_URL": redis_url})
+    submit_api(str(tmp_path), job="py-high", chunk_size=3, settings=settings, priority="high")
+    assert client.llen("bulktag.high") == 4
+    with pytest.raises(Exception, match="priority must be one of normal, high"):
+        submit_api(str(tmp_path), settings=settings, priority="urgent")

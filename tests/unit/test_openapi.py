@@ -21,6 +21,8 @@ def test_spec_has_every_route_and_bearer_auth() -> None:
         "/jobs/{job_id}/results",
         "/jobs/{job_id}/records",
         "/jobs/{job_id}/thumbs/{index}",
+        "/jobs/{job_id}/retry",
+        "/uploads",
         "/models",
         "/healthz",
     }
@@ -31,3 +33,9 @@ def test_spec_has_every_route_and_bearer_auth() -> None:
     assert "security" in spec["paths"]["/jobs/{job_id}"]["get"]
     ndjson = spec["paths"]["/jobs/{job_id}/results"]["get"]["responses"]["200"]["content"]
     assert "application/x-ndjson" in ndjson
+    upload = spec["paths"]["/uploads"]["post"]
+    assert "security" in upload
+    form = upload["requestBody"]["content"]["multipart/form-data"]["schema"]
+    assert form["required"] == ["files"]
+    assert form["properties"]["files"]["items"]["format"] == "binary"
+    assert {"201", "413", "422"} <= set(upload["responses"])

@@ -32,8 +32,30 @@ def test_env_overrides_and_roots() -> None:
     )
     assert s.redis_url == "redis://h:1/2"
     assert s.chunk_size == 8
-    assert s.allowed_roots == (Path("/data"), Path("/mnt/photos"))
+    # the upload folder is always readable by workers: it is appended to the roots
+    uploads = Path("~/.cache/bulktag/uploads").expanduser()
+    assert s.allowed_roots == (Path("/data"), Path("/mnt/photos"), uploads)
     assert (s.effective_concurrency, s.effective_threads) == (2, 3)
+
+
+def test_upload_settings_and_their_folder_is_an_allowed_root() -> None:
+    s = Settings.from_env(
+        {
+            "BULKTAG_ALLOWED_ROOTS": "/data",
+            "BULKTAG_UPLOAD_DIR": "/srv/uploads",
+            "BULKTAG_UPLOAD_MAX_BYTES": "1000",
+            "BULKTAG_UPLOAD_MAX_TOTAL_BYTES": "5000",
+            "BULKTAG_UPLOAD_MAX_FILES": "3",
+            "BULKTAG_UPLOAD_RETENTION_DAYS": "0.5",
+        }
+    )
+    assert s.upload_dir == Path("/srv/uploads")
+    assert s.allowed_roots == (Path("/data"), Path("/srv/uploads"))
+    assert (s.upload_max_bytes, s.upload_max_total_bytes, s.upload_max_files) == (1000, 5000, 3)
+    assert s.upload_retention_days == 0.5
+    defaults = Settings.from_env({})
+    assert defaults.upload_max_bytes == 25 * 1024 * 1024
+    assert defaults.upload_max_total_bytes == 200 * 1024 * 1024
 
 
 @pytest.mark.parametrize(

@@ -93,12 +93,29 @@ function jobRow(job) {
   if (job.submit_error) tr.title = `submission stopped: ${job.submit_error}`;
   tr.classList.toggle("selected", job.job === state.selected);
   tr.addEventListener("click", () => selectJob(job.job));
+  // Keyboard: Tab reaches each row, Enter or Space opens its gallery.
+  tr.tabIndex = 0;
+  tr.setAttribute("aria-selected", String(job.job === state.selected));
+  tr.addEventListener("keydown", (ev) => {
+    if (ev.key === "Enter" || ev.key === " ") {
+      ev.preventDefault();
+      selectJob(job.job);
+    }
+  });
   return tr;
 }
 
 function renderJobs() {
   const tbody = document.querySelector("#jobs-table tbody");
+  // Rows are rebuilt on every poll: keep keyboard focus on the same job's row.
+  const focused = document.activeElement && document.activeElement.closest
+    ? document.activeElement.closest("tr.job") : null;
+  const focusedJob = focused ? focused.dataset.job : null;
   tbody.replaceChildren(...state.jobs.map(jobRow));
+  if (focusedJob) {
+    const again = [...tbody.children].find((tr) => tr.dataset.job === focusedJob);
+    if (again) again.focus();
+  }
   $("no-jobs").hidden = state.jobs.length > 0;
 }
 
