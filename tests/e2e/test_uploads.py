@@ -31,6 +31,15 @@ def worker_totals(client: redis.Redis, field: str) -> int:
     return sum(int(client.hget(k, field) or 0) for k in client.smembers("bulktag:workers"))
 
 
+def settled_totals(client: redis.Redis, field: str, want: int, timeout: float = 10) -> int:
+    """The counter once it reaches ``want`` (or after ``timeout``): a worker bumps its
+    counters just after storing the records, which is what ends the upload's wait."""
+    deadline = time.monotonic() + timeout
+    while (got := worker_totals(client, field)) < want and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return got
+
+
 @pytest.fixture
 def upload_env(worker_env: dict[str, str], tmp_path: Path) -> dict[str, str]:
     return {**worker_env, "BULKTAG_UPLOAD_DIR": str(tmp_path / "uploads")}
@@ -70,9 +79,9 @@ def test_upload_wait_matches_reference_and_a_repeat_is_served_from_cache(
                 assert abs(got["score"] - want) <= 1e-4
         assert body["items"][2]["status"] == "error"
         assert "not an image" in body["items"][2]["error"]
-        forwarded = worker_totals(redis_client, "forward_images")
-        deduped = worker_totals(redis_client, "deduped")
+        forwarded = settled_totals(redis_client, "forward_images", 2)
         assert forwarded == 2
+        deduped = worker_totals(redis_client, "deduped")
 
         # When the first photo is uploaded again (under another name)
         again = api.post(
@@ -82,8 +91,8 @@ def test_upload_wait_matches_reference_and_a_repeat_is_served_from_cache(
         assert again["state"] == "done"
         assert again["items"][0]["top3"] == body["items"][0]["top3"]
         assert again["items"][0]["sha256"] == body["items"][0]["sha256"]
+        assert settled_totals(redis_client, "deduped", deduped + 1) == deduped + 1
         assert worker_totals(redis_client, "forward_images") == forwarded
-        assert worker_totals(redis_client, "deduped") == deduped + 1
         status = api.get(f"/jobs/{again['job']}").json()
         assert (status["ok"], status["deduped"]) == (1, 1)
 
