@@ -27,18 +27,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-# Magic numbers of the formats bulktag tags, and the extension each is stored under.
-# The name a client sends is never trusted: a text file named photo.jpg is text.
-_IMAGE_MAGIC: tuple[tuple[bytes, int, str], ...] = (
-    (b"\xff\xd8\xff", 0, "jpg"),
-    (b"\x89PNG\r\n\x1a\n", 0, "png"),
-    (b"GIF87a", 0, "gif"),
-    (b"GIF89a", 0, "gif"),
-    (b"WEBP", 8, "webp"),  # after "RIFF" and a 4-byte size
-    (b"II*\x00", 0, "tif"),
-    (b"MM\x00*", 0, "tif"),
-    (b"BM", 0, "bmp"),
-)
+from tasks import formats
+from tasks.formats import HEAD_BYTES
+
+# The extension each image kind (``tasks.formats.sniff``, the decoder's own list) is
+# stored under. The name a client sends is never trusted: a text file named photo.jpg is
+# text, an iPhone photo named photo.jpg is HEIC. The extension is for people: workers
+# decide how to decode from the bytes (a TIFF-structured RAW file stays RAW).
+_EXTENSIONS: dict[str, str] = {
+    "jpeg": "jpg",
+    "png": "png",
+    "gif": "gif",
+    "bmp": "bmp",
+    "webp": "webp",
+    "tiff": "tif",
+    "heif": "heic",
+    "avif": "avif",
+    "raw": "raw",
+}
 # What common non-images look like, so the error says what the file is.
 _OTHER_MAGIC: tuple[tuple[bytes, str], ...] = (
     (b"%PDF", "a PDF document"),
@@ -48,16 +54,15 @@ _OTHER_MAGIC: tuple[tuple[bytes, str], ...] = (
     (b"<svg", "an SVG drawing (vector images are not tagged)"),
     (b"<?xml", "an XML document"),
 )
-SNIFF_BYTES = 16
+SNIFF_BYTES = HEAD_BYTES
 HASH_CHUNK = 1 << 20
 
 
 def sniff_image(head: bytes) -> str | None:
-    """The extension of the image format ``head`` (a file's first bytes) starts, or None."""
-    for magic, offset, ext in _IMAGE_MAGIC:
-        if head[offset : offset + len(magic)] == magic and (ext != "webp" or head[:4] == b"RIFF"):
-            return ext
-    return None
+    """The extension to store a file under whose first bytes are ``head``; None when
+    they announce no image format bulktag decodes."""
+    kind = formats.sniff(head)
+    return _EXTENSIONS.get(kind) if kind else None
 
 
 def describe_content(head: bytes) -> str:
@@ -67,10 +72,14 @@ def describe_content(head: bytes) -> str:
     for magic, what in _OTHER_MAGIC:
         if head.startswith(magic):
             return what
+    if head[4:8] == b"ftyp":  # ISO media that is not HEIC/AVIF/CR3: MP4, MOV, 3GP...
+        return "a video or other ISO media file (MP4/MOV)"
     try:
         text = head.decode("utf-8")
-    except UnicodeDecodeError:
-        return "unrecognised binary data"
+    except UnicodeDecodeError as exc:
+        if exc.start < len(head) - 3:  # not just a character cut at the end of ``head``
+            return "unrecognised binary data"
+        text = head[: exc.start].decode("utf-8")
     if all(ch.isprintable() or ch in "\t\r\n" for ch in text):
         return "text"
     return "unrecognised binary data"

@@ -36,7 +36,19 @@ def encoded(fmt: str) -> bytes:
     ],
 )
 def test_images_are_recognised_by_their_bytes(fmt: str, ext: str) -> None:
-    assert sniff_image(encoded(fmt)[:16]) == ext
+    assert sniff_image(encoded(fmt)[:64]) == ext
+
+
+def test_phone_and_camera_formats_are_recognised_whatever_their_name() -> None:
+    from tests.format_fixtures import avif_bytes, dng_bytes, heic_bytes, photo
+
+    img = photo(size=(64, 48))
+    assert sniff_image(heic_bytes(img)[:64]) == "heic"
+    assert sniff_image(avif_bytes(img)[:64]) == "avif"
+    assert sniff_image(dng_bytes(img)[:64]) == "tif"  # TIFF-structured: workers see RAW
+    mp4 = b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2"
+    assert sniff_image(mp4) is None
+    assert describe_content(mp4) == "a video or other ISO media file (MP4/MOV)"
 
 
 @pytest.mark.parametrize(
@@ -44,6 +56,7 @@ def test_images_are_recognised_by_their_bytes(fmt: str, ext: str) -> None:
     [
         (b"", "an empty file"),
         (b"hello, this is text", "text"),
+        ("caf\u00e9 ".encode() * 12 + "\u00e9".encode()[:1], "text"),  # a character cut
         (b"%PDF-1.7\n", "a PDF document"),
         (b"PK\x03\x04....", "a ZIP archive (or an office document)"),
         (b"<svg xmlns=", "an SVG drawing (vector images are not tagged)"),
@@ -52,8 +65,8 @@ def test_images_are_recognised_by_their_bytes(fmt: str, ext: str) -> None:
     ],
 )
 def test_non_images_are_described(head: bytes, what: str) -> None:
-    assert sniff_image(head[:16]) is None
-    assert describe_content(head[:16]) == what
+    assert sniff_image(head[:64]) is None
+    assert describe_content(head[:64]) == what
 
 
 def receive(store: UploadStore, name: str, data: bytes, cap: int = 1 << 20, step: int = 7):
