@@ -96,6 +96,18 @@ def test_upload_wait_matches_reference_and_a_repeat_is_served_from_cache(
         status = api.get(f"/jobs/{again['job']}").json()
         assert (status["ok"], status["deduped"]) == (1, 1)
 
+        # An iPhone photo (HEIC) named .jpg is judged by its bytes: stored as .heic, tagged
+        from tests.format_fixtures import heic_bytes, photo
+
+        heic = heic_bytes(photo(size=(640, 480)))
+        answer = api.post(
+            "/uploads", params={"wait": 60}, files=[("files", ("IMG_0001.jpg", heic))]
+        ).json()
+        assert answer["items"][0]["status"] == "ok", answer
+        assert len(answer["items"][0]["top3"]) == 3
+        digest = answer["items"][0]["sha256"]
+        assert (tmp_path / "uploads" / digest[:2] / f"{digest}.heic").is_file()
+
 
 def test_an_upload_jumps_a_bulk_backlog(
     upload_env: dict[str, str], redis_client: redis.Redis, tmp_path: Path, api: TestClient
