@@ -9,6 +9,7 @@ for the records, so one request gives the top-3 of a photo.
 from __future__ import annotations
 
 import contextlib
+import threading
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, status
@@ -24,6 +25,11 @@ from producer.upload_job import maybe_prune_in_background, submit_upload
 from producer.upload_store import ReceivedFile, UploadSink, UploadStore
 
 MAX_WAIT_SECONDS = 60.0
+# Requests holding a thread of FastAPI's pool (40) in ``?wait`` at once: past this, an
+# upload is answered at once (records pending; poll GET /jobs/{id}/records) so waiting
+# uploads can never starve the other routes of threads.
+WAIT_SLOTS = 16
+_wait_slots = threading.BoundedSemaphore(WAIT_SLOTS)
 
 Ctx = Annotated[ApiContext, Depends(context)]
 
@@ -99,6 +105,8 @@ async def upload_files(
     Each file is capped (``BULKTAG_UPLOAD_MAX_BYTES``) and sniffed by content: one
     over the cap or not an image ends as an error record with its reason; the request
     fails only for auth, a missing ``files`` part or a body over the total cap (413).
+    At most 16 requests wait at once; beyond that ``wait`` is ignored (the answer says
+    ``pending``; poll ``GET /jobs/{id}/records``).
     """
     settings = ctx.settings
     store = UploadStore(settings.upload_dir)
@@ -127,9 +135,12 @@ def _tag_upload(
         raise
     job_id = submit_upload(received, store=ctx.store, app=ctx.celery, settings=ctx.settings)
     job = Job(job_id, ctx.store)
-    if wait > 0:
-        with contextlib.suppress(TimeoutError):  # time ran out: answer with what is final
-            job.wait(timeout=wait)
+    if wait > 0 and _wait_slots.acquire(blocking=False):
+        try:
+            with contextlib.suppress(TimeoutError):  # time ran out: answer what is final
+                job.wait(timeout=wait)
+        finally:
+            _wait_slots.release()
     maybe_prune_in_background(ctx.settings, ctx.store)
     return {"job": job_id, "state": job.status().state, "items": _items(job, received)}
 

@@ -332,3 +332,21 @@ def test_prune_removes_old_unreferenced_uploads_only(
     assert prune_uploads(settings, older_than_days=1).removed == 0
     assert prune_uploads(settings, older_than_days=0).removed == 1
     assert stored_files(tmp_path) == []
+
+
+def test_wait_is_skipped_when_every_wait_slot_is_taken(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from producer.api import uploads
+
+    # Given every wait slot held (16 uploads already waiting)
+    full = threading.BoundedSemaphore(1)
+    full.acquire()
+    monkeypatch.setattr(uploads, "_wait_slots", full)
+    # Then a new upload is answered at once, pending, instead of holding a thread
+    started = time.monotonic()
+    resp = client.post(
+        "/uploads", params={"wait": 30}, files=[("files", ("a.jpg", jpeg_bytes()))], headers=AUTH
+    )
+    assert time.monotonic() - started < 5
+    assert resp.status_code == 201 and resp.json()["items"][0]["status"] == "pending"
