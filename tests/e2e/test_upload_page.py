@@ -4,7 +4,8 @@ real worker and redis-server.
 Three files go through the page's real file input: two photos and a text file named
 ``.jpg``. Each shows at once as a card with its preview and a spinner; then the photos'
 cards carry the top-3 of the plain torchvision pipeline and the text file's card the
-reason it failed. A source is then submitted, and the job's actions used, with the
+reason it failed. A photo dropped on the drop zone (a real drop event) follows the
+same path. A source is then submitted, and the job's actions used, with the
 keyboard alone; the page must fit a 390 px phone. Screenshots of both layouts go to
 ``var/screenshots/``; ``docs/img/upload-desktop.png`` and ``upload-mobile.png`` are
 copies of one run.
@@ -12,7 +13,9 @@ copies of one run.
 
 from __future__ import annotations
 
+import base64
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -116,6 +119,29 @@ def test_upload_page_tags_dropped_photos_and_runs_job_actions_by_keyboard(
         assert len(previews) == 2 and all(w > 0 for w in previews), previews
         expect(page.locator("#upload-status")).to_contain_text("2 tagged, 1 failed")
         page.screenshot(path=str(SHOTS / "upload-desktop.png"), full_page=True)
+
+        # Dropping files on the drop zone works like choosing them (a real drop event
+        # carrying a DataTransfer; the same photo again is answered from the cache)
+        payload = base64.b64encode(photos[0].read_bytes()).decode()
+        page.evaluate(
+            """([name, b64]) => {
+                const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+                const dt = new DataTransfer();
+                dt.items.add(new File([bytes], name, { type: "image/jpeg" }));
+                const zone = document.getElementById("dropzone");
+                zone.dispatchEvent(new DragEvent("dragover", { dataTransfer: dt, bubbles: true }));
+                zone.dispatchEvent(new DragEvent("drop", { dataTransfer: dt, bubbles: true }));
+            }""",
+            ["dropped.jpg", payload],
+        )
+        expect(cards).to_have_count(4)
+        dropped = cards.nth(0)  # newest first
+        expect(dropped.locator(".name")).to_have_text("dropped.jpg")
+        expect(dropped).to_have_class(re.compile(r"status-ok"), timeout=60_000)
+        shown = dropped.locator(".label").evaluate_all(
+            "lis => lis.map(li => Number(li.dataset.index))"
+        )
+        assert shown == reference_top3(model, photos[0])[0]
 
         # When a source is submitted with the keyboard alone (Tab, type, Enter)
         page.locator("body").focus()
