@@ -125,12 +125,14 @@ def serve(port: int, redis_url: str, queues: Sequence[str], addr: str = "0.0.0.0
 def serve_when_ready(**_: Any) -> None:
     """Open the worker's endpoint in the parent once the pool children are forked."""
     from tasks.settings import Settings
+    from worker.queues import consumed_queues
 
     settings = Settings.from_env()
     if not settings.metrics_port:
         return
     try:
-        serve(settings.metrics_port, settings.redis_url, [settings.queue])
+        # queue depth of both lanes (worker.queues): the interactive one, then bulk
+        serve(settings.metrics_port, settings.redis_url, consumed_queues(settings.queue))
     except OSError as exc:  # a metrics port clash must not take the worker down
         log.error("metrics endpoint not started on port %d: %s", settings.metrics_port, exc)
         return
