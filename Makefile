@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: help install redis-binary browser compose-binary test test-fast lint format demo bench clean compose-check openapi api bench-producer bench-sources bench-formats bench-run bench-uploads
+.PHONY: help install redis-binary browser compose-binary exiftool test test-fast lint format demo bench clean compose-check openapi api bench-producer bench-sources bench-formats bench-run bench-uploads
 
 help:
 	@echo "make demo    set up, then bulktag run on sample photos (starts and stops what it needs)"
@@ -32,13 +32,19 @@ browser:
 	    --why "the dashboard test drives headless chromium (skipped without it, fails under CI)" \
 	    chromium chromium-driver
 
+# The sidecar tests read XMP back with exiftool (Debian's libimage-exiftool-perl).
+exiftool:
+	@bash scripts/ensure-debian-packages.sh --commands exiftool \
+	    --why "the sidecar tests read XMP back with exiftool (skipped without it, fails under CI)" \
+	    libimage-exiftool-perl
+
 # `docker-compose config` validates docker-compose.yml in the tests (no engine needed).
 compose-binary:
 	@bash scripts/ensure-debian-packages.sh --commands docker-compose \
 	    --why "tests validate docker-compose.yml with docker-compose config (no engine needed)" \
 	    docker-compose
 
-test: install redis-binary browser compose-binary
+test: install redis-binary browser compose-binary exiftool
 	$(BIN)/python -m pytest
 
 test-fast: install
