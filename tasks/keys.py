@@ -137,3 +137,12 @@ def upload_jobs() -> str:
 def upload_prune_lock() -> str:
     """String with a TTL: one API process prunes the upload folder per interval."""
     return f"{PREFIX}:uploads:prune-lock"
+
+
+def model_labels(base_model_id: str) -> str:
+    """String: JSON list of a checkpoint's category names (index i = class i), set by workers.
+
+    Keyed by the checkpoint's model id without ``+fast``/``+int8-...`` variants: those
+    share its labels.
+    """
+    return f"{PREFIX}:model:{base_model_id}:labels"

@@ -19,6 +19,7 @@ from functools import cache
 from typing import TYPE_CHECKING
 
 from tasks.chunks import ChunkLedger
+from tasks.model_labels import ModelLabels
 from tasks.model_registry import ModelRegistry
 from tasks.settings import Settings
 from tasks.store import ResultStore, connect
@@ -145,6 +146,7 @@ def _register(s: Settings, loaded: Tagger, elapsed: float, threads: int) -> None
     )
     results.worker_counters(_hostname, pid, model_loads=1)
     ModelRegistry(results.r).loaded(loaded.model_id)  # the newest load is the current model
+    ModelLabels(results.r).save(loaded.model_id, loaded.categories)  # search, labels, API
     if not loaded.trained:
         from weights.fetch import UNTRAINED_WARNING
 

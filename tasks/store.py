@@ -19,6 +19,7 @@ from redis.retry import Retry
 from tasks import keys, sentinel
 from tasks.errors import JobNotFound, StoreUnavailable
 from tasks.records import JobStatus, Record
+from tasks.store_search import LabelScan
 
 # KEYS: job hash, records hash. ARGV: now, then (index, status, deduped, json) * n.
 # Each script that ends a job also publishes on ``keys.job_finished_channel``.
@@ -152,8 +153,11 @@ def _safe_url(url: str) -> str:
     return f"{scheme}://***@{rest.rsplit('@', 1)[1]}"
 
 
-class ResultStore:
-    """Jobs, per-URI records and the (model id, sha256) result cache."""
+class ResultStore(LabelScan):
+    """Jobs, per-URI records and the (model id, sha256) result cache.
+
+    Label search (``search``, ``label_counts``) comes from ``LabelScan``.
+    """
 
     def __init__(self, client: redis.Redis) -> None:
         self.r = client

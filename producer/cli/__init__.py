@@ -13,12 +13,12 @@ from collections.abc import Sequence
 import redis
 
 from producer import local_run
-from producer.cli import jobs, models, processes, schedules, sidecars, uploads, weights
+from producer.cli import find, jobs, models, processes, schedules, sidecars, uploads, weights
 from producer.cli.common import EXIT_ERROR
 from tasks.errors import BulktagError
 
 # In the order ``bulktag --help`` lists them.
-GROUPS = (processes, jobs, weights, schedules, models, uploads, sidecars)
+GROUPS = (processes, jobs, find, sidecars, weights, schedules, models, uploads)
 
 
 def build_parser() -> argparse.ArgumentParser:

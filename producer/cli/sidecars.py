@@ -12,7 +12,7 @@ from producer.xmp import Tags
 from tasks.errors import ConfigError
 
 
-def _score(text: str) -> float:
+def score_fraction(text: str) -> float:
     """argparse type: a score between 0 and 1."""
     try:
         value = float(text)
@@ -62,7 +62,7 @@ def add_commands(sub: Any) -> None:
     p.add_argument("job")
     p.add_argument(
         "--min-score",
-        type=_score,
+        type=score_fraction,
         default=0.0,
         metavar="S",
         help="only labels scoring at least S (0-1) become keywords (default 0: all top labels)",
