@@ -1,5 +1,5 @@
-"""Write a job's records as JSON Lines or CSV: the one export path of ``bulktag results``
-and ``bulktag run``."""
+"""Write a job's records as JSON Lines, CSV or Parquet: the one export path of
+``bulktag results`` and ``bulktag run`` (Parquet is written by ``producer.parquet_export``)."""
 
 from __future__ import annotations
 
@@ -54,18 +54,25 @@ WRITERS: dict[str, tuple[Writer, str]] = {
 }
 
 
-def check_format(fmt: str) -> Writer:
-    """The writer for ``fmt``; callers check before a long job, not after it.
+# Binary formats, written by their own module to a file or S3 (never to a terminal).
+BINARY_FORMATS = ("parquet",)
+
+
+def check_format(fmt: str) -> Writer | None:
+    """The text writer for ``fmt`` (None: Parquet, see ``producer.parquet_export``);
+    callers check before a long job, not after it.
 
     Raises:
         ConfigError: this build cannot write ``fmt`` (one line, before any work).
     """
+    if fmt in BINARY_FORMATS:
+        return None
     try:
         return WRITERS[fmt][0]
     except KeyError:
         raise ConfigError(
             f"--format {fmt} is not available yet in this version of bulktag "
-            f"(available: {', '.join(WRITERS)})"
+            f"(available: {', '.join([*WRITERS, *BINARY_FORMATS])})"
         ) from None
 
 
@@ -76,7 +83,7 @@ def export_records(
 
     Args:
         records: final records, streamed (``Job.results()``); never held in memory.
-        fmt: ``jsonl`` or ``csv`` (see ``WRITERS``).
+        fmt: ``jsonl``, ``csv`` (see ``WRITERS``) or ``parquet``.
         output: a file path, an ``s3://`` URL, or None / ``-`` for stdout.
         settings: the S3 endpoint for ``s3://`` outputs.
 
@@ -84,9 +91,13 @@ def export_records(
         How many records were written.
 
     Raises:
-        ConfigError: an unknown format.
+        ConfigError: an unknown format; Parquet to stdout.
     """
     writer = check_format(fmt)
+    if writer is None:
+        from producer.parquet_export import export_parquet  # pyarrow only when used
+
+        return export_parquet(lambda: records, output, settings)
     if output in (None, "-"):
         return writer(records, sys.stdout)
     if output.startswith("s3://"):

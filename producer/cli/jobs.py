@@ -206,7 +206,7 @@ def add_commands(sub: Any) -> None:
 
     p = sub.add_parser("results", help="export a job's records")
     p.add_argument("job")
-    p.add_argument("--format", choices=["jsonl", "csv"], default="jsonl")
+    p.add_argument("--format", choices=["jsonl", "csv", "parquet"], default="jsonl")
     p.add_argument("-o", "--output", help="file or s3://bucket/key to write (default stdout)")
     p.add_argument("--model", help="records by this model id (default: the current model)")
     p.set_defaults(func=cmd_results)
