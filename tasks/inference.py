@@ -144,7 +144,7 @@ class Tagger:
         return self.top3_batch(batch)
 
     def top3_batch(self, batch: torch.Tensor) -> list[list[dict[str, Any]]]:
-        """Top-3 labels for a normalised N x 3 x 224 x 224 float batch.
+        """Top-3 labels (fewer for a 2-class model) for a normalised N x 3 x 224 x 224 batch.
 
         Safe to call from several threads at once (inference mode, no module state):
         the worker's lanes each run their own forward.
@@ -154,7 +154,8 @@ class Tagger:
         batch = batch.to(self.device, _CAST.get(self.precision), non_blocking=True)
         with torch.inference_mode():
             logits = self.model(batch).float()  # softmax in fp32 whatever the precision
-            scores, indices = torch.softmax(logits, dim=1).topk(3, dim=1)
+            # top-min(3, N): a custom model may have only 2 classes
+            scores, indices = torch.softmax(logits, dim=1).topk(min(3, logits.shape[1]), dim=1)
         with self._counting:  # lanes forward concurrently
             self.forward_batches += 1
             self.forward_images += batch.shape[0]

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from tasks.errors import WeightsError
-from weights.spec import ARCH, CHECKPOINT_FORMAT, NUM_CLASSES
+from weights.spec import ARCH, CHECKPOINT_FORMAT, MIN_CLASSES
 
 
 @dataclass(frozen=True)
@@ -69,9 +69,12 @@ def read_pin(path: Path) -> str | None:
 def write_checkpoint(
     path: Path, state_dict: dict[str, Any], categories: list[str], meta: dict[str, Any]
 ) -> str:
-    """Atomically write a checkpoint and its sha256 sidecar; return the digest."""
-    if len(categories) != NUM_CLASSES:
-        raise WeightsError(f"expected {NUM_CLASSES} categories, got {len(categories)}")
+    """Atomically write a checkpoint and its sha256 sidecar; return the digest.
+
+    Raises:
+        WeightsError: fewer than 2 categories, or not one per output of ``fc``.
+    """
+    check_categories(state_dict, categories)
     import torch
 
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -160,8 +163,12 @@ def load_checkpoint(path: Path, expected_sha256: str | None = None) -> Checkpoin
     if payload.get("arch") != ARCH:
         raise WeightsError(f"{path} holds arch {payload.get('arch')!r}, bulktag runs {ARCH!r}")
     categories = payload.get("categories")
-    if not isinstance(categories, list) or len(categories) != NUM_CLASSES:
-        raise WeightsError(f"{path} does not carry {NUM_CLASSES} category names")
+    if not isinstance(categories, list) or not isinstance(payload["state_dict"], dict):
+        raise WeightsError(f"{path} does not carry category names and a state_dict")
+    try:
+        check_categories(payload["state_dict"], categories)
+    except WeightsError as exc:
+        raise WeightsError(f"{path}: {exc}") from None
     return Checkpoint(
         path=path,
         sha256=digest,
@@ -169,6 +176,24 @@ def load_checkpoint(path: Path, expected_sha256: str | None = None) -> Checkpoin
         categories=[str(c) for c in categories],
         meta=dict(payload.get("meta") or {}),
     )
+
+
+def check_categories(state_dict: dict[str, Any], categories: list[Any]) -> None:
+    """One category name per output of the classifier: ImageNet's 1000 for the official
+    layout, any N >= 2 for a custom fine-tuned ResNet-18 (``weights.custom``).
+
+    Raises:
+        WeightsError: fewer than 2 names, names that are not text, or a count that
+            differs from ``fc``'s outputs.
+    """
+    if len(categories) < MIN_CLASSES or not all(isinstance(c, str) for c in categories):
+        raise WeightsError(f"expected at least {MIN_CLASSES} category names (text)")
+    fc = state_dict.get("fc.weight")
+    outputs = int(fc.shape[0]) if fc is not None and hasattr(fc, "shape") else None
+    if outputs != len(categories):
+        raise WeightsError(
+            f"{len(categories)} category names for a classifier (fc) of {outputs} outputs"
+        )
 
 
 def _first_line(exc: BaseException) -> str:

@@ -13,14 +13,14 @@ if TYPE_CHECKING:
 
 
 def build_model(ckpt: Checkpoint) -> torch.nn.Module:
-    """Instantiate torchvision's resnet18 and load the checkpoint strictly.
+    """Instantiate torchvision's resnet18 with one output per category; load strictly.
 
     Raises:
-        WeightsError: the state dict does not fit a 1000-class ResNet-18.
+        WeightsError: the state dict does not fit a ResNet-18 of that many classes.
     """
     from torchvision.models import resnet18
 
-    model = resnet18(weights=None)
+    model = resnet18(weights=None, num_classes=len(ckpt.categories))
     try:
         model.load_state_dict(ckpt.state_dict, strict=True)
     except RuntimeError as exc:

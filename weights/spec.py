@@ -4,7 +4,8 @@ from dataclasses import dataclass
 
 CHECKPOINT_FORMAT = 1
 ARCH = "resnet18"
-NUM_CLASSES = 1000
+NUM_CLASSES = 1000  # the official ImageNet layout
+MIN_CLASSES = 2  # a custom fine-tuned ResNet-18 (weights.custom) has any N >= 2
 
 
 @dataclass(frozen=True)

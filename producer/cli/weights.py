@@ -1,4 +1,4 @@
-"""``bulktag weights``: fetch, import, dev-untrained, calibrate (int8), show."""
+"""``bulktag weights``: fetch, import, import-custom, dev-untrained, calibrate (int8), show."""
 
 from __future__ import annotations
 
@@ -88,6 +88,21 @@ def _calibrate(args: argparse.Namespace, weights: Path) -> int:
     return 0
 
 
+def cmd_import_custom(args: argparse.Namespace) -> int:
+    """``bulktag weights import-custom``: your own fine-tuned resnet18 (``weights.custom``)."""
+    from weights.checkpoint import model_id_for
+    from weights.custom import import_custom, read_labels
+
+    dest = Path(args.output).expanduser()
+    labels = Path(args.labels).expanduser()
+    digest = import_custom(Path(args.file).expanduser(), labels, dest)
+    print(
+        f"wrote {dest} (sha256 {digest}, model id {model_id_for(digest)}, "
+        f"{len(read_labels(labels))} labels); run workers with BULKTAG_WEIGHTS={dest}"
+    )
+    return 0
+
+
 def add_commands(sub: Any) -> None:
     """Register this group's subcommands on ``sub``."""
     p = sub.add_parser("weights", help="get, import, create or inspect model checkpoints")
@@ -112,3 +127,12 @@ def add_commands(sub: Any) -> None:
     w = wsub.add_parser("show", help="print a checkpoint's model id and metadata")
     w.add_argument("-o", "--output", help="checkpoint path (default BULKTAG_WEIGHTS)")
     p.set_defaults(func=cmd_weights)
+    w = wsub.add_parser(
+        "import-custom", help="import your own fine-tuned resnet18 (N classes, labels file)"
+    )
+    w.add_argument("file", metavar="MODEL.pth", help="resnet18 state_dict (or a checkpoint)")
+    w.add_argument(
+        "--labels", required=True, metavar="LABELS.txt", help="one label per line, class order"
+    )
+    w.add_argument("-o", "--output", required=True, metavar="CHECKPOINT", help="file to write")
+    w.set_defaults(func=cmd_import_custom)
