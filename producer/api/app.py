@@ -19,6 +19,7 @@ from fastapi.staticfiles import StaticFiles
 from producer.api.context import ApiContext
 from producer.api.job_actions import actions
 from producer.api.routes import jobs, meta
+from producer.api.search_routes import search
 from producer.api.uploads import uploads
 from tasks.errors import BulktagError, ConfigError, JobNotFound, NotAllowed, StoreUnavailable
 from tasks.settings import Settings
@@ -71,6 +72,7 @@ def create_api(settings: Settings | None = None) -> FastAPI:
     app.include_router(actions)
     app.include_router(uploads)
     app.include_router(meta)
+    app.include_router(search)  # GET /search
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     @app.get("/", include_in_schema=False)
