@@ -25,12 +25,14 @@ def test_spec_has_every_route_and_bearer_auth() -> None:
         "/uploads",
         "/models",
         "/healthz",
+        "/search",
     }
     assert set(spec["paths"]["/jobs"]) == {"get", "post"}
     assert set(spec["paths"]["/jobs/{job_id}"]) == {"get", "delete"}
     assert spec["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
     assert "security" not in spec["paths"]["/healthz"]["get"]
     assert "security" in spec["paths"]["/jobs/{job_id}"]["get"]
+    assert "security" in spec["paths"]["/search"]["get"]
     ndjson = spec["paths"]["/jobs/{job_id}/results"]["get"]["responses"]["200"]["content"]
     assert "application/x-ndjson" in ndjson
     upload = spec["paths"]["/uploads"]["post"]
