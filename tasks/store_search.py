@@ -32,8 +32,15 @@ class LabelScan:
             return [job_id] if client.exists(keys.job(job_id)) else []
         return [str(j) for j in client.zrevrange(keys.jobs(), 0, -1)]
 
-    def _scan_job(self, job_id: str) -> Iterator[tuple[int, dict[str, Any]]]:
-        """``(index, record dict)`` of the job's stored records, highest index first."""
+    def _scan_job(
+        self, job_id: str, markers: Sequence[str] = ()
+    ) -> Iterator[tuple[int, dict[str, Any]]]:
+        """``(index, record dict)`` of the job's stored records, highest index first.
+
+        With ``markers``, records whose raw JSON holds none of them are skipped without
+        being decoded (decoding is most of a scan's time); callers still check the
+        decoded record, so a marker that matches elsewhere (in a URI) costs nothing.
+        """
         client: Any = self.r
         total = int(client.hget(keys.job(job_id), "total") or 0)
         for stop in range(total, 0, -SCAN_SLICE):
@@ -44,7 +51,7 @@ class LabelScan:
                 client.hmget(keys.job_records(job_id), fields),
                 strict=True,
             ):
-                if raw:
+                if raw and (not markers or any(m in raw for m in markers)):
                     yield index, json.loads(raw)
 
     def search(
@@ -65,9 +72,11 @@ class LabelScan:
         wanted = set(indices)
         if not wanted or limit == 0:
             return
+        # Record.to_dict -> json.dumps writes each label as {"label": ..., "index": N, ...}
+        markers = [f'"index": {i},' for i in wanted]
         skipped = sent = 0
         for job in self._jobs_newest_first(job_id):
-            for index, data in self._scan_job(job):
+            for index, data in self._scan_job(job, markers):
                 if data.get("status") != "ok" or (model_id and data.get("model") != model_id):
                     continue
                 top = data.get("top3") or []
