@@ -22,8 +22,8 @@ from tasks.errors import ConfigError
 from tasks.model_labels import ModelLabels, base_model_id
 from tasks.model_registry import ModelRegistry
 from tasks.records import Record
-from tasks.store import ResultStore
 from tasks.settings import Settings
+from tasks.store import ResultStore
 
 FIRST_PAGE = 100  # store rows read by the first page of a streamed search
 MAX_PAGE = 20_000  # ... doubling up to this many per page

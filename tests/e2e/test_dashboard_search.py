@@ -15,7 +15,7 @@ import redis
 from PIL import Image
 
 from tasks.model_labels import ModelLabels
-from tasks.models import ModelRegistry
+from tasks.model_registry import ModelRegistry
 from tasks.store import ResultStore
 from tests.browser import launch_chromium, need_chromium
 from tests.e2e.test_dashboard import TOKEN, ApiProcess

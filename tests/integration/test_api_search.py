@@ -14,10 +14,10 @@ from PIL import Image
 
 from producer.api import create_api
 from tasks.model_labels import ModelLabels
-from tasks.models import ModelRegistry
+from tasks.model_registry import ModelRegistry
+from tasks.settings import Settings
 from tasks.store import ResultStore
 from tests.labelled_jobs import MODEL, ok, seed_job
-from worker.settings import Settings
 
 LABELS = ["tench", "goldfish", "great white shark", "tiger shark", "hammerhead"]
 
