@@ -77,7 +77,8 @@ def parse_packet(data: bytes) -> etree._Element:
     """The ``x:xmpmeta`` element of an existing sidecar (an ``rdf:RDF`` root is wrapped).
 
     Raises:
-        XmpError: not well-formed XML, too large, or without an ``rdf:RDF``.
+        XmpError: not well-formed XML, too large, with a DOCTYPE (entities are never
+            expanded), or without an ``rdf:RDF``.
     """
     if len(data) > _MAX_SIDECAR_BYTES:
         raise XmpError(f"sidecar is larger than {_MAX_SIDECAR_BYTES >> 20} MiB")
@@ -85,6 +86,9 @@ def parse_packet(data: bytes) -> etree._Element:
         root = etree.fromstring(data, _parser())
     except etree.XMLSyntaxError as exc:
         raise XmpError(f"sidecar is not well-formed XML: {exc}") from None
+    if getattr(root.getroottree().docinfo, "doctype", ""):  # lxml-stubs lack .doctype
+        # XMP forbids DTDs; entities were left unexpanded and could not be written back.
+        raise XmpError("sidecar declares a DOCTYPE, which XMP does not allow")
     if root.tag == _q(RDF, "RDF"):
         meta = etree.Element(_q(X, "xmpmeta"), nsmap={"x": X})
         meta.append(root)

@@ -265,7 +265,7 @@ function upsertCard(item) {
       const bar = el("span", "score-bar");
       bar.style.width = `${Math.max(1, Math.round(t.score * 100))}%`;
       const name = el("span", "label-name", t.label);
-      name.title = `${t.label} (ImageNet class ${t.index})`;
+      name.title = `${t.label} (class ${t.index})`;
       li.append(bar, name, el("span", "score", `${(t.score * 100).toFixed(1)}%`));
       ol.append(li);
     }
