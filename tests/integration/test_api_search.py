@@ -76,7 +76,7 @@ def test_search_pages_newest_first_with_job_and_index_for_thumbnails(client: Tes
 
 
 def test_search_filters_min_score_job_top1_and_several_labels(client: TestClient) -> None:
-    def hits(**params: object) -> list[tuple[str, int]]:
+    def hits(**params: str | float | bool | list[str]) -> list[tuple[str, int]]:
         resp = client.get("/search", params=params)
         assert resp.status_code == 200, resp.text
         return [(i["job"], i["index"]) for i in resp.json()["items"]]
