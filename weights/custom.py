@@ -27,8 +27,9 @@ def read_labels(path: Path) -> list[str]:
     """One label per line (UTF-8), trailing blank lines ignored.
 
     Raises:
-        WeightsError: fewer than 2 labels, a blank line between labels, or a label
-            given twice (names must find one class each in ``bulktag search``).
+        WeightsError: fewer than 2 labels, a blank line between labels, a label given
+            twice (names must find one class each in ``bulktag search``), or one holding
+            ``|`` or ``,``.
     """
     lines = path.read_text(encoding="utf-8").splitlines()
     while lines and not lines[-1].strip():
@@ -39,6 +40,10 @@ def read_labels(path: Path) -> list[str]:
         label = line.strip()
         if not label:
             raise WeightsError(f"{path}: line {number} is empty (one label per line)")
+        if "|" in label or "," in label:
+            # "|" nests keywords in XMP sidecars (lr:hierarchicalSubject); "," separates
+            # labels in the dashboard's search box and in keyword lists.
+            raise WeightsError(f"{path}: label {label!r} on line {number} holds '|' or ','")
         if label.lower() in seen:
             raise WeightsError(
                 f"{path}: label {label!r} on line {number} repeats line {seen[label.lower()]}"

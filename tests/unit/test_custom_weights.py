@@ -93,6 +93,7 @@ def test_a_two_class_model_records_its_top_two(tmp_path: Path) -> None:
         (5, LABELS[:4], "fc of 5 outputs but the labels file has 4 labels"),
         (5, ["only"], "1 labels; a classifier needs at least 2"),
         (5, ["cat", "dog", "Cat", "a", "b"], "label 'Cat' on line 3 repeats line 1"),
+        (5, ["cat", "dog", "pets|cat", "a", "b"], "label 'pets|cat' on line 3 holds"),
     ],
 )
 def test_mismatched_labels_are_refused(
