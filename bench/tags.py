@@ -30,6 +30,7 @@ import redis
 
 from tasks.records import Label, Record
 from tasks.store import ResultStore
+from tests.labelled_jobs import book_uris
 from tests.servers import RedisServer
 
 WRITE_BATCH = 5_000
@@ -43,9 +44,7 @@ def seed(store: ResultStore, records: int, n_jobs: int) -> list[str]:
     for j in range(n_jobs):
         job = f"bench{j}"
         store.create_job(job, 32, "bench.tags")
-        pipe = store.r.pipeline()
-        store.add_chunk(pipe, job, [f"/archive/{j}/{i:08d}.jpg" for i in range(per_job)])
-        pipe.execute()
+        book_uris(store, job, [f"/archive/{j}/{i:08d}.jpg" for i in range(per_job)])
         store.finish_enumeration(job)
         for start in range(0, per_job, WRITE_BATCH):
             outcomes = []
