@@ -53,6 +53,12 @@ DEFAULT_MAX_REDIRECTS = 5
 DEFAULT_MAX_QUEUED = 0
 # Prometheus endpoint of `bulktag worker` (one per worker, all its processes); 0 = off.
 DEFAULT_METRICS_PORT = 9808
+# HTTP API: the largest request body accepted (413 above it, refused before it is read
+# whole). 16 MiB holds a POST of the 100,000-URI maximum at ~160 bytes a URI.
+DEFAULT_API_MAX_BODY = 16 * 1024 * 1024
+# Host header names the API answers: loopback only, so a DNS-rebinding page (a hostile
+# name resolving to 127.0.0.1) cannot drive it from the operator's browser. Any port.
+DEFAULT_API_ALLOWED_HOSTS = ("localhost", "127.0.0.1", "[::1]")
 LOG_FORMATS = ("text", "json")
 # Scheduled runs for `bulktag beat` / `bulktag schedule list` (see docs/OPERATIONS.md).
 DEFAULT_SCHEDULES = Path("schedules.toml")
@@ -130,6 +136,9 @@ class Settings:
     upload_retention_days: float = DEFAULT_UPLOAD_RETENTION_DAYS
     # HTTP API bearer token; None = no auth (bind the API to loopback then). Kept out of repr.
     api_token: str | None = field(default=None, repr=False)
+    api_max_body: int = DEFAULT_API_MAX_BODY
+    # Host names (no port) the API answers; ("*",) answers any (behind a proxy that checks).
+    api_allowed_hosts: tuple[str, ...] = DEFAULT_API_ALLOWED_HOSTS
     # TEST HOOK: a worker SIGKILLs its own process on any URI whose file name contains
     # this marker (a deterministic "poison" input). Never set it in production.
     test_crash_on: str | None = None
@@ -208,6 +217,8 @@ class Settings:
                 env, "BULKTAG_UPLOAD_RETENTION_DAYS", DEFAULT_UPLOAD_RETENTION_DAYS, minimum=0
             ),
             api_token=get("BULKTAG_API_TOKEN") or None,
+            api_max_body=_int(env, "BULKTAG_API_MAX_BODY", DEFAULT_API_MAX_BODY, minimum=1),
+            api_allowed_hosts=_hosts(get("BULKTAG_API_ALLOWED_HOSTS")),
             test_crash_on=get("BULKTAG_TEST_CRASH_ON") or None,
         )
 
@@ -259,6 +270,26 @@ def _float(env: dict[str, str], name: str, default: float, minimum: float = 0.00
     if not value >= minimum:  # also refuses nan
         raise ConfigError(f"{name} must be >= {minimum}, got {raw}")
     return value
+
+
+def _hosts(raw: str | None) -> tuple[str, ...]:
+    """A comma list of Host names (``*`` = any); unset or empty = the loopback names.
+
+    A port is dropped (``localhost:8080`` allows ``localhost`` on any port): the Host
+    check guards against foreign *names*, and the port is the one the API listens on.
+    """
+    names = []
+    for item in (raw or "").split(","):
+        name = item.strip().lower()
+        if name.startswith("[") and "]" in name:
+            name = name[: name.index("]") + 1]
+        elif name.count(":") == 1:
+            name = name.split(":", 1)[0]
+        elif ":" in name:  # a bare IPv6 address: Host headers carry it in brackets
+            name = f"[{name}]"
+        if name:
+            names.append(name)
+    return tuple(names) or DEFAULT_API_ALLOWED_HOSTS
 
 
 def _path_or_none(raw: str | None) -> Path | None:

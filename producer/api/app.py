@@ -2,6 +2,13 @@
 
 Expected failures become JSON errors with the right status instead of tracebacks:
 an unknown job is 404, a refused source 403, a bad request 400, Redis down 503.
+
+Two guards run before any route, token or not: a request body over
+``BULKTAG_API_MAX_BODY`` is refused with 413 as soon as its ``Content-Length`` (or the
+bytes streamed so far) pass the cap, so it is never read whole into memory; and a
+``Host`` header outside ``BULKTAG_API_ALLOWED_HOSTS`` (loopback names by default) is
+refused with 400 (``/healthz`` excepted), so a DNS-rebinding web page cannot reach a
+loopback API through the operator's browser.
 """
 
 from __future__ import annotations
@@ -15,6 +22,8 @@ import redis
 from fastapi import FastAPI, Request, status
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.middleware.trustedhost import TrustedHostMiddleware
+from starlette.types import Receive, Scope, Send
 
 from producer.api.context import ApiContext
 from producer.api.job_actions import actions
@@ -38,6 +47,17 @@ When `BULKTAG_API_TOKEN` is set, send `Authorization: Bearer <token>` on every r
 except `/healthz` and the dashboard's static files. Result records follow result
 schema v1; see docs/TASK_CONTRACT.md.
 """
+
+
+class HostCheck(TrustedHostMiddleware):
+    """Starlette's Host allow-list, except on ``/healthz``: probes (Docker, Kubernetes,
+    load balancers) call it by address, and it tells a rebinding page nothing."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] == "/healthz":
+            await self.app(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
 
 
 def _error(code: int, detail: str) -> JSONResponse:
@@ -65,6 +85,12 @@ def create_api(settings: Settings | None = None) -> FastAPI:
         version=API_VERSION,
         description=DESCRIPTION,
         lifespan=lifespan,
+        max_body_size=ctx.settings.api_max_body,  # Starlette's limiter: 413, streamed count
+    )
+    app.add_middleware(
+        HostCheck,
+        allowed_hosts=list(ctx.settings.api_allowed_hosts),
+        www_redirect=False,
     )
     app.state.context = ctx
     app.state.settings = ctx.settings
@@ -113,5 +139,11 @@ def serve(host: str, port: int, settings: Settings | None = None) -> None:
             "serving on %s without BULKTAG_API_TOKEN: anyone who reaches this port can "
             "submit, read and cancel jobs",
             host,
+        )
+    if host not in LOOPBACK_HOSTS and "*" not in settings.api_allowed_hosts:
+        log.info(
+            "answering only Host names %s; set BULKTAG_API_ALLOWED_HOSTS to the names "
+            "clients use to reach this server",
+            ", ".join(settings.api_allowed_hosts),
         )
     uvicorn.run(create_api(settings), host=host, port=port, log_level="info")

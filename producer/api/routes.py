@@ -65,6 +65,7 @@ def _status(ctx: ApiContext, job_id: str) -> dict[str, Any]:
         400: {"description": "Bad source, URIs or webhook URL"},
         403: {"description": "A local source outside BULKTAG_ALLOWED_ROOTS"},
         409: {"description": "A job with that id exists"},
+        413: {"description": "Body over BULKTAG_API_MAX_BODY bytes"},
     },
 )
 def create_job(body: JobRequest, ctx: Ctx, response: Response) -> dict[str, Any]:
@@ -193,8 +194,9 @@ def job_records(
 )
 def job_thumbnail(job_id: JobId, index: Annotated[int, Path(ge=0)], ctx: Ctx) -> Response:
     """A small JPEG of the job's URI number ``index``, read the way workers read it."""
-    _status(ctx, job_id)
-    uri = ctx.store.job_uri(job_id, index)
+    total = _status(ctx, job_id)["total"]
+    # Past the job's end is 404 here: Redis's LINDEX refuses an index beyond 64 bits.
+    uri = ctx.store.job_uri(job_id, index) if index < total else None
     if uri is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"job {job_id} has no URI #{index}")
     # A bounded wait: a burst of slow thumbnails (big remote objects) must not park every

@@ -30,6 +30,8 @@ from tasks.settings import Settings
 from tasks.store import ResultStore, connect
 
 TOKEN = "s3cret-token"
+# The Host every test client sends: the API answers loopback names only by default.
+LOCAL = "http://localhost"
 
 
 def photo(path: Path, size: tuple[int, int] = (640, 480)) -> Path:
@@ -50,7 +52,7 @@ def photos(tmp_path: Path) -> list[Path]:
 
 @pytest.fixture
 def client(redis_url: str, tmp_path: Path) -> Iterator[TestClient]:
-    with TestClient(create_api(settings_for(redis_url, tmp_path))) as c:
+    with TestClient(create_api(settings_for(redis_url, tmp_path)), base_url=LOCAL) as c:
         yield c
 
 
@@ -77,7 +79,7 @@ def test_healthz_reports_redis(client: TestClient) -> None:
 
 def test_healthz_is_503_when_redis_is_down(tmp_path: Path) -> None:
     dead = settings_for("redis://127.0.0.1:1/0", tmp_path)
-    with TestClient(create_api(dead)) as c:
+    with TestClient(create_api(dead), base_url=LOCAL) as c:
         resp = c.get("/healthz")
         assert resp.status_code == 503 and resp.json()["redis"] is False
         assert c.get("/jobs").status_code == 503
@@ -85,7 +87,7 @@ def test_healthz_is_503_when_redis_is_down(tmp_path: Path) -> None:
 
 def test_token_required_everywhere_but_healthz_and_static(redis_url: str, tmp_path: Path) -> None:
     settings = settings_for(redis_url, tmp_path, api_token=TOKEN)
-    with TestClient(create_api(settings)) as c:
+    with TestClient(create_api(settings), base_url=LOCAL) as c:
         for path in ("/jobs", "/jobs/x", "/jobs/x/results", "/jobs/x/thumbs/0", "/models"):
             resp = c.get(path)
             assert resp.status_code == 401, path
@@ -186,7 +188,7 @@ def test_big_source_answers_202_while_enumerating(
 ) -> None:
     # Given a queue cap of one chunk and no worker: enumeration blocks after one chunk
     settings = settings_for(redis_url, tmp_path, max_queued=1)
-    with TestClient(create_api(settings)) as c:
+    with TestClient(create_api(settings), base_url=LOCAL) as c:
         folder = str(photos[0].parent)
         resp = c.post("/jobs", json={"source": folder, "job": "big", "chunk_size": 1})
         # Then the request returns at once with the job still enumerating
@@ -211,7 +213,7 @@ def test_thumbnail_only_for_uris_of_the_job(
     wide = settings_for(redis_url, tmp_path)
     submit([str(photos[0]), str(secret)], job="t", settings=wide)
     api_settings = settings_for(redis_url, photos[0].parent)
-    with TestClient(create_api(api_settings)) as c:
+    with TestClient(create_api(api_settings), base_url=LOCAL) as c:
         resp = c.get("/jobs/t/thumbs/0")
         assert resp.status_code == 200 and resp.headers["content-type"] == "image/jpeg"
         thumb = Image.open(io.BytesIO(resp.content))
@@ -286,7 +288,7 @@ def test_webhook_delivered_once_when_job_finishes(
 ) -> None:
     settings = settings_for(redis_url, tmp_path, allow_private_networks=True, api_token=TOKEN)
     auth = {"Authorization": f"Bearer {TOKEN}"}
-    with TestClient(create_api(settings)) as c:
+    with TestClient(create_api(settings), base_url=LOCAL) as c:
         body = {"uris": [str(p) for p in photos], "job": "hooked", "webhook_url": hook.url}
         assert c.post("/jobs", json=body, headers=auth).status_code == 201
         time.sleep(1.5)  # the watcher polls every second: nothing is sent while it runs

@@ -19,7 +19,7 @@ from producer.submit import submit
 from tasks.errors import ConfigError
 from tasks.records import Label, Record
 from tasks.store import ResultStore, connect
-from tests.integration.test_api import photo, settings_for
+from tests.integration.test_api import LOCAL, photo, settings_for
 
 
 @pytest.fixture
@@ -48,7 +48,7 @@ def test_a_racing_post_gets_409_and_leaves_the_winners_job_alone(
         return real_submit(sources, **kwargs)
 
     monkeypatch.setattr(producer.api.submissions, "submit", submit_after_the_winner)
-    with TestClient(create_api(settings)) as c:
+    with TestClient(create_api(settings), base_url=LOCAL) as c:
         # When this request's own submission finds the id taken
         resp = c.post("/jobs", json={"uris": [str(p) for p in photos], "job": "race"})
         # Then it answers 409, and the winner's job runs on untouched
@@ -71,7 +71,7 @@ def test_a_submission_failing_midway_keeps_the_uris_it_sent(
     submit_module = importlib.import_module("producer.submit")
     monkeypatch.setattr(submit_module, "iter_sources", two_then_fail)
     settings = settings_for(redis_url, tmp_path, max_queued=2)
-    with TestClient(create_api(settings)) as c:
+    with TestClient(create_api(settings), base_url=LOCAL) as c:
         body = {"source": str(photos[0].parent), "job": "half", "chunk_size": 1}
         resp = c.post("/jobs", json=body)
         # Then the job keeps running with the two URIs sent, and says why it stopped
@@ -113,7 +113,7 @@ def test_record_pages_start_at_their_offset_and_scan_a_capped_window(
     store.record_outcomes("big", outcomes)
     monkeypatch.setattr(record_pages, "Record", CountingRecord)
     monkeypatch.setattr(CountingRecord, "decoded", 0)
-    with TestClient(create_api(settings)) as c:
+    with TestClient(create_api(settings), base_url=LOCAL) as c:
         # When a page deep into the job is read
         page = c.get("/jobs/big/records", params={"offset": 10_000, "limit": 3}).json()
         # Then it holds that page, and only the records on it (+1 look-ahead) were decoded
@@ -149,7 +149,7 @@ def test_a_thumbnail_waits_a_bounded_time_for_a_slot_then_answers_503(
     settings = settings_for(redis_url, tmp_path)
     submit([str(photos[0])], job="t", settings=settings)
     monkeypatch.setattr(producer.api.routes, "THUMB_WAIT_SECONDS", 0.2)
-    with TestClient(create_api(settings)) as c:
+    with TestClient(create_api(settings), base_url=LOCAL) as c:
         ctx: ApiContext = c.app.state.context  # type: ignore[attr-defined]
         # Given every thumbnail slot held by slow renders
         for _ in range(THUMB_CONCURRENCY):

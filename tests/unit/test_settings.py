@@ -109,3 +109,13 @@ def test_available_cores_is_the_affinity_capped_by_the_quota(tmp_path: Path) -> 
     # a limit above the affinity does not add cores
     (tmp_path / "cpu.max").write_text(f"{(affinity + 8) * 100000} 100000\n")
     assert available_cores(tmp_path) == affinity
+
+
+def test_api_allowed_hosts_default_to_loopback_and_drop_ports() -> None:
+    assert Settings.from_env({}).api_allowed_hosts == ("localhost", "127.0.0.1", "[::1]")
+    parsed = Settings.from_env(
+        {"BULKTAG_API_ALLOWED_HOSTS": " Tagger.Internal:8080, [::1]:80, ::2, 10.0.0.5,, "}
+    )
+    assert parsed.api_allowed_hosts == ("tagger.internal", "[::1]", "[::2]", "10.0.0.5")
+    assert Settings.from_env({"BULKTAG_API_ALLOWED_HOSTS": "*"}).api_allowed_hosts == ("*",)
+    assert Settings.from_env({"BULKTAG_API_MAX_BODY": "1024"}).api_max_body == 1024
