@@ -27,6 +27,7 @@ from typing import Any
 from producer.sources import Selection, iter_source
 from producer.submit import submit
 from tasks.errors import ConfigError, JobNotFound, UriError
+from tasks.fetch import local_path
 from tasks.model_registry import ModelRegistry
 from tasks.settings import Settings
 from tasks.source_index import SourceIndex
@@ -58,10 +59,9 @@ class RunReport:
 # -- fingerprints --------------------------------------------------------------------------
 def local_fingerprint(uri: str) -> str | None:
     """``mtime_ns:size`` of a local path (None if it cannot be stat'ed: the worker says why)."""
-    path = uri[7:] if uri.startswith("file://") else uri
     try:
-        st = os.stat(path)
-    except OSError:
+        st = os.stat(local_path(uri))
+    except (OSError, UriError):
         return None
     return f"{st.st_mtime_ns}:{st.st_size}"
 

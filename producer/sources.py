@@ -2,6 +2,12 @@
 
 Everything is a generator: a list of millions of URIs is never held in memory.
 Local paths come out absolute, because workers may run in another directory.
+
+A local path whose bytes are not UTF-8 (a Latin-1 name copied from an old camera or
+Windows share) cannot travel as a JSON string as it is; it comes out as a
+``file://`` URI with those bytes percent-encoded (``file:///photos/caf%E9.jpg``), which
+workers decode back to the same bytes, so the file is tagged like its neighbours and
+its record names it unambiguously.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TextIO
+from urllib.parse import quote
 
 from producer.selection import Selection, looks_like_image
 from tasks.errors import ConfigError
@@ -25,11 +32,29 @@ __all__ = [
     "Selection",
     "iter_source",
     "iter_sources",
+    "local_uri",
     "looks_like_image",
     "normalise",
     "read_list",
     "walk_folder",
 ]
+_SCHEMES_BYTES = tuple(scheme.encode() for scheme in (*REMOTE_SCHEMES, "file://"))
+
+
+def local_uri(path: Path) -> str:
+    """``path`` made absolute, as a string every part of the pipeline can carry.
+
+    Returns:
+        The plain absolute path when it is valid UTF-8 (the common case); otherwise a
+        ``file://`` URI with its raw bytes percent-encoded (RFC 8089), which
+        ``tasks.fetch.local_path`` turns back into the same bytes.
+    """
+    text = str(path.absolute())
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # os.fsdecode kept the undecodable bytes as surrogates
+        return "file://" + quote(os.fsencode(text), safe="/")
+    return text
 
 
 def walk_folder(root: Path, selection: Selection | None = None) -> Iterator[str]:
@@ -48,7 +73,7 @@ def walk_folder(root: Path, selection: Selection | None = None) -> Iterator[str]
         for name in sorted(filenames):
             path = Path(dirpath, name)
             if path.is_file() and takes(path):
-                yield str(path.absolute())
+                yield local_uri(path)
 
 
 def _unreadable_folder(exc: OSError) -> None:
@@ -56,12 +81,44 @@ def _unreadable_folder(exc: OSError) -> None:
     raise ConfigError(f"cannot read folder {exc.filename}: {exc.strerror or exc}") from exc
 
 
-def read_list(stream: TextIO) -> Iterator[str]:
-    """URIs from a list, one per line; blank lines and ``#`` comments are skipped."""
-    for line in stream:
+def read_list(lines: Iterable[str | bytes], name: str = "-") -> Iterator[str]:
+    """URIs from a list, one per line; blank lines and ``#`` comments are skipped.
+
+    Args:
+        lines: the list's lines, as text or (from a file or stdin) as raw bytes.
+        name: the list's name for error messages.
+
+    Raises:
+        ConfigError: a remote URI line that is not UTF-8 (it cannot name anything as
+            it is). A *local path* line that is not UTF-8 names real bytes on disk and
+            becomes a percent-encoded ``file://`` URI (``local_uri``) instead.
+    """
+    for number, raw in enumerate(lines, start=1):
+        if isinstance(raw, bytes):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                if uri := _undecodable_line(raw, exc, name, number):
+                    yield uri
+                continue
+        else:
+            line = raw
         uri = line.strip()
         if uri and not uri.startswith("#"):
             yield normalise(uri)
+
+
+def _undecodable_line(raw: bytes, exc: UnicodeDecodeError, name: str, number: int) -> str:
+    """The URI of a list line that is not UTF-8 ("" for a comment), or a one-line error."""
+    text = raw.strip()
+    if not text or text.startswith(b"#"):
+        return ""
+    if text.startswith(_SCHEMES_BYTES):
+        raise ConfigError(
+            f"{name} line {number}: not valid UTF-8 (byte 0x{raw[exc.start]:02x} at column "
+            f"{exc.start + 1}); save the list as UTF-8 or percent-encode the URI"
+        )
+    return local_uri(Path(os.fsdecode(text)).expanduser())
 
 
 def normalise(uri: str) -> str:
@@ -89,14 +146,14 @@ def iter_source(
             that cannot be listed.
     """
     if source == "-":
-        yield from read_list(stdin or sys.stdin)
+        yield from read_list(stdin or sys.stdin.buffer, "stdin")
         return
     if source.startswith("@"):
         list_path = Path(source[1:]).expanduser()
         if not list_path.is_file():
             raise ConfigError(f"URI list file not found: {list_path}")
-        with open(list_path, encoding="utf-8") as fh:
-            yield from read_list(fh)
+        with open(list_path, "rb") as fh:  # bytes: a bad line must not sink the rest
+            yield from read_list(fh, str(list_path))
         return
     if source.startswith("s3://"):
         from producer.s3 import iter_s3_source  # boto3 only when S3 is used
@@ -110,7 +167,7 @@ def iter_source(
     if path.is_dir():
         yield from walk_folder(path, selection)
     elif path.is_file():
-        yield str(path.absolute())
+        yield local_uri(path)
     else:
         raise ConfigError(f"no such file or directory: {source}")
 

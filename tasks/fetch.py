@@ -15,7 +15,7 @@ import os
 import stat
 from collections.abc import Callable
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote_to_bytes, urlsplit
 
 from tasks.errors import (
     NotAllowed,
@@ -33,12 +33,17 @@ Fetch = Callable[[str, Settings], bytes]
 
 
 def local_path(uri: str) -> Path:
-    """The filesystem path a ``file://`` URI or plain path names."""
+    """The filesystem path a ``file://`` URI or plain path names.
+
+    Percent-escapes are decoded to *bytes*, then to a path the way the OS names files
+    (``os.fsdecode``), so ``file:///photos/caf%E9.jpg`` opens the Latin-1 name the
+    producer found on disk (``producer.sources.local_uri``) rather than ``caf\ufffd``.
+    """
     if uri.startswith("file://"):
         parts = urlsplit(uri)
         if parts.netloc not in ("", "localhost"):
             raise UnsupportedUri(f"file URI with a remote host is not supported: {uri}")
-        return Path(unquote(parts.path))
+        return Path(os.fsdecode(unquote_to_bytes(parts.path)))
     return Path(uri)
 
 

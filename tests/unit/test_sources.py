@@ -118,3 +118,50 @@ def test_publish_batches_start_at_one_chunk_and_double_to_the_limit() -> None:
     sizes = [len(b) for b in growing(iter(range(100)), 16)]
     assert sizes == [1, 2, 4, 8, 16, 16, 16, 16, 16, 5]
     assert next(growing(itertools.count(), 16)) == [0]  # streams: never materialises
+
+
+def test_a_non_utf8_file_name_becomes_a_percent_encoded_file_uri(tmp_path: Path) -> None:
+    from tasks.fetch import local_path
+
+    # Given a folder with a Latin-1 name beside ordinary ones
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    raw = os.path.join(os.fsencode(folder), b"caf\xe9.jpg")
+    with open(raw, "wb") as fh:
+        fh.write(JPEG_MAGIC)
+    (folder / "b.jpg").write_bytes(JPEG_MAGIC)
+    # When it is walked, then nothing is lost: the odd name is a pure-ASCII file:// URI...
+    found = list(iter_source(str(folder)))
+    odd = "file://" + os.fsencode(folder).decode() + "/caf%E9.jpg"
+    assert found == [str(folder / "b.jpg"), odd]
+    assert all(uri.encode("utf-8") for uri in found)
+    # ...that names exactly the same bytes on disk
+    assert os.fsencode(local_path(odd)) == raw
+    assert local_path(odd).read_bytes() == JPEG_MAGIC
+    # And named directly, the file gets the same URI
+    assert list(iter_source(os.fsdecode(raw))) == [odd]
+
+
+def test_a_list_file_with_non_utf8_lines(tmp_path: Path) -> None:
+    listing = tmp_path / "list.txt"
+    listing.write_bytes(b"# caf\xe9 photos\n/p/ok.jpg\n/p/caf\xe9.jpg\n\nhttps://e.org/x.png\n")
+    # A local path line that is not UTF-8 names real bytes: it becomes a file:// URI
+    assert list(iter_source(f"@{listing}")) == [
+        "/p/ok.jpg",
+        "file:///p/caf%E9.jpg",
+        "https://e.org/x.png",
+    ]
+    # A remote URI line that is not UTF-8 is a one-line error naming file and line
+    bad = tmp_path / "remote.txt"
+    bad.write_bytes(b"https://e.org/a.png\n\nhttps://e.org/caf\xe9.png\nhttps://e.org/b.png\n")
+    stream = iter_source(f"@{bad}")
+    assert next(stream) == "https://e.org/a.png"
+    with pytest.raises(ConfigError) as exc:
+        next(stream)
+    assert str(exc.value) == (
+        f"{bad} line 3: not valid UTF-8 (byte 0xe9 at column 18); "
+        "save the list as UTF-8 or percent-encode the URI"
+    )
+    # And stdin is read as bytes the same way
+    stdin = io.BytesIO(b"/p/caf\xe9.jpg\n")
+    assert list(iter_sources(["-"], stdin=stdin)) == ["file:///p/caf%E9.jpg"]  # type: ignore[arg-type]
