@@ -2,6 +2,8 @@
 
 Delivery settings, and why (see docs/ and README "Delivery guarantees"):
 - JSON only, both ways: a pickled message is refused, never executed.
+- A malformed broker message (wrapper not JSON, no delivery tag, bad base64) is logged
+  and dropped by ``worker.broker``'s transport instead of breaking the connection.
 - Late acks, requeue on a lost worker, requeue on the hard time limit, prefetch 1, the
   visibility timeout and kombu's restore sweep: ``worker.delivery`` (one reason per
   setting) and docs/RELIABILITY.md (the fault each one answers, and its test).
@@ -23,6 +25,7 @@ from celery import Celery
 
 from tasks.sentinel import broker_settings
 from tasks.settings import Settings
+from worker.broker import transport_for
 from worker.delivery import delivery_conf
 
 # What a tagging worker loads: log format, metrics endpoint, start-up, heartbeats and
@@ -51,6 +54,8 @@ def create_app(
     app = Celery("bulktag", include=list(include))
     app.conf.update(
         broker_url=broker_url,
+        # kombu's Redis transport, refusing malformed messages (worker.broker)
+        broker_transport=transport_for(broker_url),
         result_backend=None,
         task_ignore_result=True,
         task_serializer="json",

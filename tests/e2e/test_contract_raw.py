@@ -13,6 +13,7 @@ import json
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -129,3 +130,67 @@ def test_a_hand_built_message_is_tagged_like_bulktag_own(
     # and the malformed message was refused with the reason in the worker's log
     log = (tmp_path / "worker.log").read_text()
     assert "rejected a malformed tag_chunk message: bad item ['zero', 5]" in log
+
+
+def test_malformed_wrappers_are_refused_without_dropping_the_connection(
+    worker_env: dict[str, str], redis_client: redis.Redis, tmp_path: Path
+) -> None:
+    # Given a job of two photos written as the contract says
+    photos = []
+    for i in range(2):
+        path = tmp_path / f"photo{i}.png"
+        Image.new("RGB", (320, 240), (40 * i, 90, 200)).save(path)
+        photos.append(path)
+    write_job(redis_client, "raw-2", [str(p) for p in photos])
+    items = [[i, str(p)] for i, p in enumerate(photos)]
+    good = json.loads(raw_message("bulktag.tag_chunk", ["raw-2", items, {}], "bulktag"))
+
+    def broken(change: Any) -> str:
+        message = json.loads(json.dumps(good))
+        change(message)
+        return json.dumps(message)
+
+    malformed = {
+        "no delivery_tag": broken(lambda m: m["properties"].pop("delivery_tag")),
+        "bad base64": broken(lambda m: m.update(body="not*base64*at-all!")),
+        "wrapper not JSON": '{"body": "eyJ", "properties": {"delivery_tag": ',
+        "body not JSON": broken(lambda m: m.update(body=base64.b64encode(b"[[1, {oops").decode())),
+        "no properties": broken(lambda m: m.pop("properties")),
+        "no delivery_info": broken(lambda m: m["properties"].pop("delivery_info")),
+        "a JSON list": "[1, 2, 3]",
+    }
+
+    with running_worker(worker_env, tmp_path / "worker.log", redis_client, 1) as worker:
+        assert worker.proc is not None
+        pool_before = set(redis_client.smembers("bulktag:workers"))
+        # When each malformed message, then a good chunk, is LPUSHed onto the queue
+        for raw in malformed.values():
+            redis_client.lpush("bulktag", raw)
+        redis_client.lpush("bulktag", json.dumps(good))
+        deadline = time.monotonic() + 60
+        while redis_client.hget("bulktag:job:raw-2", "state") != "done":
+            assert time.monotonic() < deadline, (tmp_path / "worker.log").read_text()[-3000:]
+            time.sleep(0.1)
+        # Then the good chunk is tagged by the same worker and the same pool process
+        assert worker.proc.poll() is None
+        assert set(redis_client.smembers("bulktag:workers")) == pool_before
+        status = redis_client.hgetall("bulktag:job:raw-2")
+        assert (status["total"], status["ok"], status["error"]) == ("2", "2", "0")
+        # and nothing is stranded: the queue is empty, nothing is left un-acked
+        assert redis_client.llen("bulktag") == 0
+        assert redis_client.hlen("unacked") == 0
+
+    # And each refusal is in the log with its reason, with no broker reconnect
+    log = (tmp_path / "worker.log").read_text()
+    for reason in (
+        "no properties.delivery_tag",
+        "'body' is not valid base64",
+        "rejected a malformed broker message: not JSON",
+        "no 'properties' object",
+        "no properties.delivery_info",
+        "the wrapper is a JSON list, not an object",
+    ):
+        assert reason in log, reason
+    assert "Can't decode message body" in log  # Celery's own refusal of a bad task body
+    assert "Connection to broker lost" not in log
+    assert "Unrecoverable error" not in log
