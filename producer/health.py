@@ -16,8 +16,10 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from producer.outage import missing
 from tasks import keys
 from tasks.chunks import ChunkLedger, InFlight
+from tasks.errors import JobNotFound
 from tasks.heartbeats import recovery_bound
 from tasks.records import JobStatus
 from tasks.recovery import recovery_events
@@ -172,7 +174,10 @@ def job_health(
     Raises:
         JobNotFound: no such job.
     """
-    status = store.status(job_id)
+    try:
+        status = store.status(job_id)
+    except JobNotFound:  # say so when Redis looks restarted empty (producer.outage)
+        raise JobNotFound(missing(store.r, job_id)) from None
     in_flight = ChunkLedger(store.r).in_flight(job_id)
     running = {} if status.finished else running_processes(app)
     pipe = store.r.pipeline()

@@ -9,7 +9,9 @@ from typing import Any
 
 import redis
 
+from producer.outage import OUTAGE_ERRORS, WAIT_OUTAGE_BUDGET, Outage, vanished
 from tasks import keys
+from tasks.errors import JobNotFound
 from tasks.records import JobStatus
 from tasks.settings import Settings
 from tasks.store import ResultStore, connect
@@ -18,9 +20,12 @@ from tasks.store import ResultStore, connect
 class Job:
     """What ``submit`` returns; also ``Job.attach(job_id)`` for an existing job."""
 
-    def __init__(self, job_id: str, store: ResultStore) -> None:
+    def __init__(self, job_id: str, store: ResultStore, *, existed: bool = False) -> None:
         self.id = job_id
         self.store = store
+        # Once the job has been seen, "not found" means its state vanished (an empty
+        # Redis restart, a delete), not a mistyped id: status() says so.
+        self._seen = existed
 
     @classmethod
     def attach(cls, job_id: str, settings: Settings | None = None) -> Job:
@@ -34,13 +39,23 @@ class Job:
         return f"Job({self.id!r})"
 
     def status(self) -> JobStatus:
-        return self.store.status(self.id)
+        """The job's status. Raises JobNotFound, saying so if the job vanished."""
+        try:
+            status = self.store.status(self.id)
+        except JobNotFound:
+            if self._seen:
+                raise JobNotFound(vanished(self.id)) from None
+            raise
+        self._seen = True
+        return status
 
     def wait(
         self,
         timeout: float | None = None,
         poll: float = 0.1,
         on_progress: Callable[[JobStatus], None] | None = None,
+        on_outage: Callable[[str], None] | None = None,
+        outage_budget: float = WAIT_OUTAGE_BUDGET,
     ) -> JobStatus:
         """Block until every URI has a final record (or the job is cancelled).
 
@@ -49,14 +64,29 @@ class Job:
         scripts publish when they mark it done or cancelled. Where pub/sub is not
         available, the end is seen within one ``poll``.
 
+        A Redis outage is ridden out (``producer.outage``): reads are retried with
+        backoff for ``outage_budget`` seconds, and ``on_outage`` hears when Redis goes
+        and comes back.
+
         Raises:
             TimeoutError: ``timeout`` seconds passed first.
+            StoreUnavailable: Redis stayed unreachable for ``outage_budget`` seconds.
+            JobNotFound: the job is not in Redis; once it had been seen (a submitted
+                job always has), the message says its state vanished.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         interval = min(0.02, poll)
+        outage = Outage(self.id, outage_budget, on_outage)
         with self._finished_signal() as finished:
+            sleep = finished
             while True:
-                status = self.status()  # after subscribing: an end in between is seen
+                try:
+                    status = self.status()  # after subscribing: an end in between is seen
+                except OUTAGE_ERRORS as exc:
+                    time.sleep(outage.failed(exc))
+                    sleep = time.sleep  # the subscription died with the connection: poll
+                    continue
+                outage.succeeded()
                 if on_progress:
                     on_progress(status)
                 if status.finished:
@@ -66,7 +96,10 @@ class Job:
                         f"job {self.id} not finished after {timeout}s: "
                         f"{status.done_count}/{status.total} done"
                     )
-                finished(interval)
+                try:
+                    sleep(interval)
+                except OUTAGE_ERRORS:
+                    sleep = time.sleep  # seen as an outage by the next status read
                 interval = min(poll, interval * 1.5)
 
     @contextlib.contextmanager

@@ -177,4 +177,4 @@ def submit(
     store.note_skipped(pipe, job_id, selection.total)  # files after the last batch
     pipe.execute()
     store.finish_enumeration(job_id)
-    return Job(job_id, store)
+    return Job(job_id, store, existed=True)

@@ -36,8 +36,24 @@ def cmd_submit(args: argparse.Namespace) -> int:
         print(skipped)
     if not args.wait:
         return 0
-    with ProgressView() as on_progress:
-        status = job.wait(timeout=args.timeout, on_progress=on_progress)
+    from producer.consumers import ConsumerWatch
+    from worker.app import create_app
+
+    progress_view = ProgressView()
+
+    def note(message: str) -> None:  # one line above the bar (or alone off a terminal)
+        progress_view.console.print(
+            f"bulktag: {message}", markup=False, highlight=False, soft_wrap=True
+        )
+
+    watch = ConsumerWatch(create_app(settings), settings.queue, note)
+    with progress_view as on_progress:
+
+        def progress(status: Any) -> None:
+            on_progress(status)
+            watch(status)
+
+        status = job.wait(timeout=args.timeout, on_progress=progress, on_outage=note)
     print(summary_line(status))
     return 0 if status.error == 0 or not args.strict else EXIT_ERROR
 
