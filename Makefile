@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: help install redis-binary browser compose-binary exiftool test test-fast lint format demo bench clean compose-check openapi api bench-producer bench-sources bench-formats bench-run bench-uploads
+.PHONY: help install redis-binary browser compose-binary exiftool celery-node test test-fast lint format demo bench clean compose-check openapi api bench-producer bench-sources bench-formats bench-run bench-uploads
 
 help:
 	@echo "make demo    set up, then bulktag run on sample photos (starts and stops what it needs)"
@@ -44,7 +44,17 @@ compose-binary:
 	    --why "tests validate docker-compose.yml with docker-compose config (no engine needed)" \
 	    docker-compose
 
-test: install redis-binary browser compose-binary exiftool
+# A non-Python contract client (tests/e2e/test_contract_node.py): Node's celery-node,
+# pinned by tests/contract_client/package-lock.json, installed into var/node.
+celery-node:
+	@bash scripts/ensure-debian-packages.sh --commands "node npm" \
+	    --why "the contract test runs Node's celery-node (skipped without it, fails under CI)" \
+	    nodejs npm
+	@if command -v npm >/dev/null 2>&1; then \
+	    mkdir -p var/node && cp tests/contract_client/package.json tests/contract_client/package-lock.json var/node/ && \
+	    npm ci --prefix var/node --no-audit --no-fund --loglevel=error; fi
+
+test: install redis-binary browser compose-binary exiftool celery-node
 	$(BIN)/python -m pytest
 
 test-fast: install
