@@ -61,11 +61,13 @@ def test_wait_reports_no_consumer_and_rides_out_a_redis_restart(
         # Then within a few seconds the wait says nobody consumes the queue
         took = wait_for(lambda: "no worker is consuming queue" in err.read_text(), "the note")
         assert took < 15, took
+        print(f"\nno-consumer note {took:.1f}s after the job started running")
         assert proc.poll() is None  # and keeps waiting
 
         # When Redis goes away for 3 s and comes back, then a worker starts
         server.restart(down_for=3)
-        wait_for(lambda: "Redis is back" in err.read_text(), "the recovery note")
+        back = wait_for(lambda: "Redis is back" in err.read_text(), "the recovery note")
+        print(f"wait noticed Redis back {back:.1f}s after the restart")
         worker.start()
         out, _ = proc.communicate(timeout=240)
     finally:
