@@ -83,7 +83,13 @@ class Job:
                 try:
                     status = self.status()  # after subscribing: an end in between is seen
                 except OUTAGE_ERRORS as exc:
-                    time.sleep(outage.failed(exc))
+                    delay = outage.failed(exc)
+                    if deadline is not None and time.monotonic() + delay > deadline:
+                        raise TimeoutError(
+                            f"job {self.id} not finished after {timeout}s "
+                            f"(Redis unreachable: {exc})"
+                        ) from exc
+                    time.sleep(delay)
                     sleep = time.sleep  # the subscription died with the connection: poll
                     continue
                 outage.succeeded()
