@@ -84,12 +84,14 @@ class Job:
                     status = self.status()  # after subscribing: an end in between is seen
                 except OUTAGE_ERRORS as exc:
                     delay = outage.failed(exc)
-                    if deadline is not None and time.monotonic() + delay > deadline:
-                        raise TimeoutError(
-                            f"job {self.id} not finished after {timeout}s "
-                            f"(Redis unreachable: {exc})"
-                        ) from exc
-                    time.sleep(delay)
+                    if deadline is not None:
+                        if time.monotonic() >= deadline:
+                            raise TimeoutError(
+                                f"job {self.id} not finished after {timeout}s "
+                                f"(Redis unreachable: {exc})"
+                            ) from exc
+                        delay = min(delay, deadline - time.monotonic())
+                    time.sleep(max(0.0, delay))
                     sleep = time.sleep  # the subscription died with the connection: poll
                     continue
                 outage.succeeded()
