@@ -38,6 +38,7 @@ log = logging.getLogger("bulktag.api")
 STATIC = Path(__file__).with_name("static")
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 API_VERSION = "1"
+UPLOAD_LIMIT_SLACK = 1024 * 1024  # bytes over the upload cap before Starlette's 413
 
 DESCRIPTION = """\
 Submit image URIs (or a folder, S3 prefix, URL or @list inside the allowed roots) as a
@@ -96,7 +97,12 @@ def create_api(settings: Settings | None = None) -> FastAPI:
     app.state.settings = ctx.settings
     app.include_router(jobs)
     app.include_router(actions)
-    app.include_router(uploads)
+    # Uploads have their own, larger streamed cap (BULKTAG_UPLOAD_MAX_TOTAL_BYTES, checked
+    # in producer.api.multipart with a message naming it); the route's limit sits a
+    # little above it so that check answers first and Starlette's limiter is a backstop.
+    app.include_router(
+        uploads, max_body_size=ctx.settings.upload_max_total_bytes + UPLOAD_LIMIT_SLACK
+    )
     app.include_router(meta)
     app.include_router(search)  # GET /search
     app.mount("/static", StaticFiles(directory=STATIC), name="static")

@@ -21,6 +21,7 @@ from producer.api import create_api
 from producer.samples import build_corpus
 from producer.submit import submit
 from tasks.settings import Settings
+from tests.integration.test_api import LOCAL
 from tests.reference import load_reference_model, reference_top3
 from tests.servers import running_worker
 
@@ -48,7 +49,7 @@ def upload_env(worker_env: dict[str, str], tmp_path: Path) -> dict[str, str]:
 @pytest.fixture
 def api(upload_env: dict[str, str]) -> Iterator[TestClient]:
     settings = Settings.from_env(upload_env)
-    with TestClient(create_api(settings)) as client:
+    with TestClient(create_api(settings), base_url=LOCAL) as client:
         yield client
 
 

@@ -28,6 +28,7 @@ from producer.upload_job import prune_uploads
 from tasks.records import Label, Record
 from tasks.settings import Settings
 from tasks.store import ResultStore, connect
+from tests.integration.test_api import LOCAL
 
 TOKEN = "upload-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -57,7 +58,7 @@ def settings_for(redis_url: str, root: Path, **changes: Any) -> Settings:
 
 @pytest.fixture
 def client(redis_url: str, tmp_path: Path) -> Iterator[TestClient]:
-    with TestClient(create_api(settings_for(redis_url, tmp_path))) as c:
+    with TestClient(create_api(settings_for(redis_url, tmp_path)), base_url=LOCAL) as c:
         yield c
 
 
@@ -150,7 +151,7 @@ def test_per_file_cap_ends_that_file_as_an_error_only(
     small, big = jpeg_bytes((64, 48)), jpeg_bytes((640, 480))
     assert len(small) < 5000 < len(big)
     settings = settings_for(redis_url, tmp_path, upload_max_bytes=5000)
-    with TestClient(create_api(settings)) as c:
+    with TestClient(create_api(settings), base_url=LOCAL) as c:
         files = [("files", ("small.jpg", small)), ("files", ("big.jpg", big))]
         resp = c.post("/uploads", files=files, headers=AUTH)
     assert resp.status_code == 201
@@ -169,7 +170,7 @@ def test_total_cap_is_413_by_declared_length_and_by_streamed_bytes(
 ) -> None:
     photo = jpeg_bytes((640, 480))
     settings = settings_for(redis_url, tmp_path, upload_max_total_bytes=len(photo) * 2)
-    with TestClient(create_api(settings)) as c:
+    with TestClient(create_api(settings), base_url=LOCAL) as c:
         files = [("files", (f"p{i}.jpg", photo)) for i in range(3)]
         declared = c.post("/uploads", files=files, headers=AUTH)
         assert declared.status_code == 413, declared.text
@@ -200,7 +201,7 @@ def test_total_cap_is_413_by_declared_length_and_by_streamed_bytes(
 
 def test_too_many_files_is_413(redis_url: str, tmp_path: Path) -> None:
     settings = settings_for(redis_url, tmp_path, upload_max_files=2)
-    with TestClient(create_api(settings)) as c:
+    with TestClient(create_api(settings), base_url=LOCAL) as c:
         files = [("files", (f"p{i}.jpg", jpeg_bytes(seed=i))) for i in range(3)]
         resp = c.post("/uploads", files=files, headers=AUTH)
     assert resp.status_code == 413 and "BULKTAG_UPLOAD_MAX_FILES" in resp.json()["detail"]
