@@ -86,10 +86,8 @@ def test_wait_reports_no_consumer_and_rides_out_a_redis_restart(
         n.startswith("bulktag: Redis unreachable while waiting for job outage") for n in notes
     )
     assert any(n.startswith("bulktag: Redis is back after") for n in notes)
-    assert any(
-        n.endswith("now consuming queue bulktag") or "consuming queue bulktag again" in n
-        for n in notes
-    ), notes
+    # (a worker consuming again is noted only while the job is still running; a job
+    # that finishes in one step ends with its summary instead: tests/unit/test_outage.py)
 
 
 def test_a_job_lost_in_an_empty_restart_says_so(worker_env: dict[str, str], tmp_path: Path) -> None:
