@@ -17,6 +17,7 @@ from tasks.model_labels import ModelLabels
 from tasks.model_registry import ModelRegistry
 from tasks.settings import Settings
 from tasks.store import ResultStore
+from tests.integration.test_api import LOCAL
 from tests.labelled_jobs import MODEL, ok, seed_job
 
 LABELS = ["tench", "goldfish", "great white shark", "tiger shark", "hammerhead"]
@@ -47,7 +48,7 @@ def client(redis_url: str, tmp_path: Path) -> Iterator[TestClient]:
     )
     env = {"BULKTAG_REDIS_URL": redis_url, "BULKTAG_ALLOWED_ROOTS": str(tmp_path)}
     settings = replace(Settings.from_env(env), weights=tmp_path / "no-local-weights.pt")
-    with TestClient(create_api(settings)) as c:
+    with TestClient(create_api(settings), base_url=LOCAL) as c:
         yield c
 
 
@@ -99,5 +100,5 @@ def test_unknown_label_and_job_are_clear_errors(client: TestClient) -> None:
 
 def test_search_needs_the_token_when_one_is_set(redis_url: str, tmp_path: Path) -> None:
     env = {"BULKTAG_REDIS_URL": redis_url, "BULKTAG_API_TOKEN": "t0ken"}
-    with TestClient(create_api(Settings.from_env(env))) as c:
+    with TestClient(create_api(Settings.from_env(env)), base_url=LOCAL) as c:
         assert c.get("/search", params={"label": "tench"}).status_code == 401
