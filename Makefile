@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: help install redis-binary browser compose-binary exiftool celery-node test test-fast lint format demo bench clean compose-check openapi api bench-producer bench-sources bench-formats bench-run bench-uploads
+.PHONY: help install redis-binary postgres-binary browser compose-binary exiftool celery-node test test-fast lint format demo bench clean compose-check openapi api bench-producer bench-sources bench-formats bench-run bench-uploads
 
 help:
 	@echo "make demo    set up, then bulktag run on sample photos (starts and stops what it needs)"
@@ -25,6 +25,14 @@ redis-binary:
 	@bash scripts/ensure-debian-packages.sh --required --commands redis-server \
 	    --why "tests and the demo start private redis-servers (macOS: brew install redis)" \
 	    redis-server
+
+# Integration/e2e tests start a private PostgreSQL (initdb + pg_ctl on a free port). Debian
+# keeps those binaries off the PATH, in /usr/lib/postgresql/<version>/bin.
+postgres-binary:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || \
+	    bash scripts/ensure-debian-packages.sh --required --commands initdb \
+	    --why "tests start a private PostgreSQL for the results database (macOS: brew install postgresql)" \
+	    postgresql
 
 # The dashboard test drives Debian's headless chromium (never `playwright install`).
 browser:
@@ -54,7 +62,7 @@ celery-node:
 	    mkdir -p var/node && cp tests/contract_client/package.json tests/contract_client/package-lock.json var/node/ && \
 	    npm ci --prefix var/node --no-audit --no-fund --loglevel=error; fi
 
-test: install redis-binary browser compose-binary exiftool celery-node
+test: install redis-binary postgres-binary browser compose-binary exiftool celery-node
 	$(BIN)/python -m pytest
 
 test-fast: install
@@ -72,7 +80,7 @@ format: install
 demo: install redis-binary
 	$(BIN)/python scripts/demo.py
 
-bench: install redis-binary
+bench: install redis-binary postgres-binary
 	$(BIN)/python -m bench
 	$(BIN)/python -m bench.run_cmd --write
 
@@ -81,7 +89,7 @@ bench-run: install redis-binary
 	$(BIN)/python -m bench.run_cmd --write
 
 # Producer: submit 1,000,000 URIs from a list file (URIs/s, peak RSS) -> docs/BENCHMARKS.md.
-bench-producer: install redis-binary
+bench-producer: install redis-binary postgres-binary
 	$(BIN)/python -m bench.producer
 
 # Worker images/s on the same photos from local disk, S3 (moto) and HTTP.

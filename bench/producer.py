@@ -66,6 +66,9 @@ def submit_once(url: str, listing: Path, n: int, label: str, batch_uris: int | N
     client.flushall()
     env = {k: v for k, v in os.environ.items() if not k.startswith("BULKTAG_")}
     env["BULKTAG_REDIS_URL"] = url
+    # A fresh results database per run (the job ids repeat): SQLite beside the list.
+    results_url = f"sqlite:///{listing.parent / f'results-{time.monotonic_ns()}.db'}"
+    env["BULKTAG_RESULTS_URL"] = results_url
     job = f"bench-{n}"
     cli = ["submit", f"@{listing}", "--job", job]
     argv = [sys.executable, "-m", "producer.cli", *cli]
@@ -78,7 +81,9 @@ def submit_once(url: str, listing: Path, n: int, label: str, batch_uris: int | N
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
         sys.exit(f"submit failed with exit status {proc.returncode}")
-    total = int(client.hget(f"bulktag:job:{job}", "total") or 0)
+    from tasks.results_db import ResultsDB
+
+    total = ResultsDB.open(results_url).status(job).total
     if total != n:
         sys.exit(f"job counted {total} URIs, expected {n}")
     redis_mb = int(client.info("memory")["used_memory"]) / 2**20
@@ -115,8 +120,10 @@ def report(runs: list[Run], chunk: int, rtt_ms: float) -> str:
 `make bench-producer` (`python -m bench.producer`): `bulktag submit @list.txt` of S3 URIs
 (~45 bytes each) into a private redis-server, chunks of {chunk}, no worker running.
 Wall time includes interpreter start-up; peak RSS is the producer process's
-(`wait4` rusage); Redis memory is `used_memory` afterwards (the job's URI list plus
-the queued chunk messages). Machine: {machine()}; measured {time.strftime("%Y-%m-%d")}.
+(`wait4` rusage); Redis memory is `used_memory` afterwards (the queued chunk messages;
+the job's URI list goes to the results database, a SQLite file here: `python -m
+bench.results_db` compares SQLite and PostgreSQL).
+Machine: {machine()}; measured {time.strftime("%Y-%m-%d")}.
 
 | run | URIs | seconds | URIs/s | producer peak RSS (MB) | Redis memory (MB) |
 |---|---:|---:|---:|---:|---:|
@@ -124,12 +131,11 @@ the queued chunk messages). Machine: {machine()}; measured {time.strftime("%Y-%m
 
 - Peak RSS does not grow with the job (compare the run a tenth the size): the
   producer holds one publish batch (~1,024 URIs) at a time, whatever the job size.
-- Each publish batch costs three round trips: one MULTI of bookkeeping, one pipeline
+- Each publish batch costs one database transaction of bookkeeping, one pipeline
   of chunk messages (kombu's `Producer.batch`) and a check that the job was not
-  cancelled. "One chunk per batch" pays them per chunk, as the producer did before
-  (two per chunk then). "Slow link" runs go through a local TCP proxy that delays
-  every packet (`bench/latency.py`; median PING {rtt_ms:.1f} ms, Redis in another zone
-  or region), where round trips dominate.
+  cancelled. "One chunk per batch" pays them per chunk. "Slow link" runs go through
+  a local TCP proxy that delays every packet (`bench/latency.py`; median PING
+  {rtt_ms:.1f} ms, Redis in another zone or region), where round trips dominate.
 - Redis, not the producer, is what grows: ~{runs[0].redis_mb / runs[0].uris * 1e6:,.0f} MB
   per million URIs queued. `--max-queued N` bounds the message part of that.
 """

@@ -35,6 +35,7 @@ from producer.samples import build_corpus
 from producer.submit import submit
 from tasks import keys
 from tasks.settings import Settings
+from tasks.store import ResultStore
 
 AWS = {
     "AWS_ACCESS_KEY_ID": "bench",
@@ -62,8 +63,7 @@ def wait_ready(client: redis.Redis, proc: subprocess.Popen[bytes], log: Path) ->
 
 def run_job(settings: Settings, client: redis.Redis, sources: list[str], job: str) -> float:
     """Empty the dedupe cache, submit, wait; return images/s from submit to done."""
-    for key in client.scan_iter(keys.cached_result("*", "*"), count=1000):
-        client.delete(key)
+    ResultStore(client).clear_cache()
     handle = submit(sources, job=job, settings=settings)
     status = handle.wait(timeout=600, poll=0.1)
     if status.error:

@@ -31,7 +31,7 @@ from tasks.fetch import local_path
 from tasks.model_registry import ModelRegistry
 from tasks.settings import Settings
 from tasks.source_index import SourceIndex
-from tasks.store import ResultStore, connect
+from tasks.store import ResultStore, open_store
 
 log = logging.getLogger("bulktag.schedule")
 
@@ -143,7 +143,7 @@ def run_incremental(
         StoreUnavailable: Redis cannot be reached.
     """
     settings = settings or Settings.from_env()
-    store = ResultStore(connect(settings.redis_url))
+    store = open_store(settings)
     index = SourceIndex(store.r, schedule)
     report = RunReport(schedule)
     if not index.lock(settings.visibility_timeout):

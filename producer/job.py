@@ -14,7 +14,7 @@ from tasks import keys
 from tasks.errors import JobNotFound
 from tasks.records import JobStatus
 from tasks.settings import Settings
-from tasks.store import ResultStore, connect
+from tasks.store import ResultStore, open_store
 
 
 class Job:
@@ -31,7 +31,7 @@ class Job:
     def attach(cls, job_id: str, settings: Settings | None = None) -> Job:
         """A handle on an existing job. Raises JobNotFound / StoreUnavailable."""
         settings = settings or Settings.from_env()
-        job = cls(job_id, ResultStore(connect(settings.redis_url)))
+        job = cls(job_id, open_store(settings))
         job.status()
         return job
 

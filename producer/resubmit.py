@@ -16,7 +16,7 @@ from producer.submit import chunked
 from tasks.contract import ChunkOptions, send_tag_chunk
 from tasks.errors import ConfigError
 from tasks.settings import Settings
-from tasks.store import ResultStore, connect
+from tasks.store import ResultStore, open_store
 from worker.app import create_app
 from worker.queues import lane_queue
 
@@ -72,7 +72,7 @@ def retry_job(
     if not (errors or pending):
         raise ConfigError("nothing to retry: pass --errors and/or --pending")
     settings = settings or Settings.from_env()
-    store = ResultStore(connect(settings.redis_url))
+    store = open_store(settings)
     status = store.status(job_id)
     if status.state == "cancelled":
         raise ConfigError(f"job {job_id} was cancelled; submit its URIs as a new job instead")

@@ -1,4 +1,4 @@
-"""Submit a job: record it in Redis and enqueue its URIs in chunk tasks, streaming.
+"""Submit a job: record it in the results database and enqueue its URIs in chunk tasks.
 
 Tasks are sent by *name* (``bulktag.tag_chunk``) so the producer never imports
 torch or the task code.
@@ -23,15 +23,17 @@ from itertools import islice
 from typing import TypeVar
 
 import redis
+import sqlalchemy as sa
+from kombu.exceptions import BatchPublishError
 
 from producer.backpressure import QueueGate
 from producer.job import Job
 from producer.sources import Selection, iter_sources
 from tasks import keys
 from tasks.contract import send_tag_chunk
-from tasks.errors import ConfigError, JobExists
+from tasks.errors import ConfigError, JobExists, StoreUnavailable
 from tasks.settings import Settings
-from tasks.store import ResultStore, connect
+from tasks.store import open_store
 from worker.app import create_app
 from worker.queues import check_priority, lane_queue
 
@@ -96,7 +98,7 @@ def submit(
     Raises:
         ConfigError: the job exists, a source is missing, nothing was found, or the
             job was cancelled while it was being submitted.
-        StoreUnavailable: Redis cannot be reached.
+        StoreUnavailable: Redis or the results database cannot be reached.
     """
     settings = settings or Settings.from_env()
     queue = lane_queue(settings.queue, check_priority(priority))
@@ -109,7 +111,7 @@ def submit(
     if isinstance(sources, str):
         sources = [sources]
     sources = list(sources)
-    store = ResultStore(connect(settings.redis_url))
+    store = open_store(settings)
     job_id = job or new_job_id()
     if not re.fullmatch(keys.JOB_ID_PATTERN, job_id):
         raise ConfigError(
@@ -141,26 +143,33 @@ def submit(
             for batch in growing(chunked(stream, size), per_batch, first_batch):
                 if gate is not None:
                     gate.wait_for_room(len(batch), store=store, job_id=job_id)
-                pipe = store.r.pipeline(transaction=True)
-                for chunk in batch:
-                    store.add_chunk(pipe, job_id, chunk)
-                store.note_skipped(pipe, job_id, selection.total)
-                pipe.execute()
+                store.add_uris(job_id, total, batch, skipped=selection.total)
                 # kombu publishes the batch when the block exits cleanly and drops it on
                 # an exception, so the batch counts as sent only after the block.
                 first = total
-                with producer.batch(max_size=len(batch)):
-                    for chunk in batch:
-                        items = list(enumerate(chunk, start=first))
-                        send_tag_chunk(app, job_id, items, queue=queue, producer=producer)
-                        first += len(chunk)
+                try:
+                    with producer.batch(max_size=len(batch)):
+                        for chunk in batch:
+                            items = list(enumerate(chunk, start=first))
+                            send_tag_chunk(app, job_id, items, queue=queue, producer=producer)
+                            first += len(chunk)
+                except BatchPublishError as exc:
+                    # Part of the batch may be queued: the job is cut back to ``total``
+                    # below, and the store ignores records of indices outside the job.
+                    cause = exc.__cause__ or exc
+                    why = str(cause).rsplit("caused error: ", 1)[-1]  # not the whole pipeline
+                    raise StoreUnavailable(
+                        f"Redis refused the chunk messages ({type(cause).__name__}: {why}) "
+                        f"job {job_id} keeps the {total} URIs queued before"
+                    ) from exc
                 total = first
                 if on_chunk:
                     on_chunk(total)
                 if store.job_state(job_id) == "cancelled":
                     raise ConfigError(f"job {job_id} was cancelled; stopped after {total} URIs")
     except BaseException as exc:
-        with contextlib.suppress(redis.RedisError):  # best effort: Redis may be the fault
+        # best effort: Redis or the database may be the fault
+        with contextlib.suppress(redis.RedisError, sa.exc.SQLAlchemyError, StoreUnavailable):
             if total == 0:
                 store.delete_job(job_id)
             elif store.job_state(job_id) == "enumerating":
@@ -173,8 +182,6 @@ def submit(
         raise ConfigError(
             f"no images found in {' '.join(sources)}" + (f" ({skipped})" if skipped else "")
         )
-    pipe = store.r.pipeline(transaction=True)
-    store.note_skipped(pipe, job_id, selection.total)  # files after the last batch
-    pipe.execute()
+    store.note_skipped(job_id, selection.total)  # files after the last batch
     store.finish_enumeration(job_id)
     return Job(job_id, store, existed=True)

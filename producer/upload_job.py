@@ -71,11 +71,8 @@ def submit_upload(
     store.annotate_job(job_id, priority="high", kind="upload")
     uris = [str(r.path) if r.path else f"{UNSTORED_SCHEME}{r.filename}" for r in received]
     images = [(i, uri) for i, (r, uri) in enumerate(zip(received, uris, strict=True)) if r.path]
-    pipe = store.r.pipeline(transaction=True)
-    for part in chunked(uris, 1000):
-        store.add_chunk(pipe, job_id, part)
-    pipe.zadd(keys.upload_jobs(), {job_id: time.time()})
-    pipe.execute()
+    store.add_uris(job_id, 0, list(chunked(uris, 1000)))
+    store.r.zadd(keys.upload_jobs(), {job_id: time.time()})
     refused = [(i, r) for i, r in enumerate(received) if r.path is None]
     if refused:
         model = ModelRegistry(store.r).current() or "none"

@@ -16,7 +16,7 @@ from producer.submit import submit
 from tasks.errors import ConfigError
 from tasks.model_registry import ModelRegistry
 from tasks.settings import Settings
-from tasks.store import ResultStore, connect
+from tasks.store import ResultStore, open_store
 
 
 @dataclass(frozen=True)
@@ -37,8 +37,9 @@ def root_of(store: ResultStore, job_id: str) -> str:
 def versions_of(store: ResultStore, root: str) -> dict[str, str]:
     """``{model id: job id}`` for a root job, its own records included."""
     registry = ModelRegistry(store.r)
-    found = registry.versions(root)
-    own = registry.model_of(root)
+    # The database's annotations survive a Redis flush; Redis's map adds explicit entries.
+    found = {**store.reprocess_versions(root), **registry.versions(root)}
+    own = store.model_of(root)
     if own is not None:
         found.setdefault(own, root)
     return found
@@ -59,7 +60,7 @@ def pick_version(store: ResultStore, job_id: str, model: str | None = None) -> V
     if model is not None:
         have = ", ".join(sorted(found)) or "none yet"
         raise ConfigError(f"job {job_id} has no records by model {model} (it has: {have})")
-    own = ModelRegistry(store.r).model_of(job_id)
+    own = store.model_of(job_id)
     note = None
     if wanted is not None and own is not None and own != wanted:
         note = (
@@ -96,7 +97,7 @@ def reprocess(
             or (without ``force``) the current model already tagged it.
     """
     settings = settings or Settings.from_env()
-    store = ResultStore(connect(settings.redis_url))
+    store = open_store(settings)
     status = store.status(job_id)
     if not status.finished:
         raise ConfigError(f"job {job_id} is still {status.state}; reprocess a finished job")
@@ -105,15 +106,15 @@ def reprocess(
     model = registry.current()
     if model is None:
         raise ConfigError("no worker has loaded a model yet: start the new workers first")
-    own = registry.model_of(root)
+    own = store.model_of(root)
     if own is not None:
         registry.keep_version(root, own, root)
-    done = registry.versions(root).get(model)
+    done = versions_of(store, root).get(model)
     if done is not None and not force:
         raise ConfigError(f"job {root} already has records by the current model {model}: {done}")
     new_id = new_job or f"{root}.{model}"
     if new_job is None and store.job_state(new_id) is not None:
-        new_id = f"{new_id}.{len(registry.versions(root)) + 1}"
+        new_id = f"{new_id}.{len(versions_of(store, root)) + 1}"
     job = submit(
         [f"reprocess of {root}"],
         job=new_id,

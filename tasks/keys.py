@@ -8,36 +8,16 @@ JOB_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
 
 
 def job(job_id: str) -> str:
-    """Hash: job metadata and counters (total, ok, error, deduped, state, times)."""
+    """Prefix of the job's work keys (jobs themselves live in the results database)."""
     return f"{PREFIX}:job:{job_id}"
 
 
 def job_finished_channel(job_id: str) -> str:
     """Pub/sub channel: one message when the job ends (done or cancelled).
 
-    The store's Lua scripts publish on ``<job hash key>:finished``; keep the two in step.
+    The store publishes on it after the transaction that ended the job commits.
     """
     return f"{job(job_id)}:finished"
-
-
-def job_uris(job_id: str) -> str:
-    """List: the job's URIs in submission order; index i is the record's field."""
-    return f"{PREFIX}:job:{job_id}:uris"
-
-
-def job_records(job_id: str) -> str:
-    """Hash: index -> final JSON record. HSETNX makes redelivery idempotent."""
-    return f"{PREFIX}:job:{job_id}:records"
-
-
-def jobs() -> str:
-    """Sorted set: job ids scored by creation time."""
-    return f"{PREFIX}:jobs"
-
-
-def cached_result(model_id: str, sha256: str) -> str:
-    """String: the top-3 JSON for content ``sha256`` under ``model_id`` (the dedupe cache)."""
-    return f"{PREFIX}:result:{model_id}:{sha256}"
 
 
 def worker(hostname: str, pid: int) -> str:

@@ -13,7 +13,6 @@ to the job holding that model's records, so the two sets live side by side and
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
@@ -54,15 +53,3 @@ class ModelRegistry:
     def keep_version(self, root_job_id: str, model_id: str, job_id: str) -> None:
         """Like ``add_version``, but an existing entry for ``model_id`` wins."""
         self.r.hsetnx(keys.job_versions(root_job_id), model_id, job_id)
-
-    def model_of(self, job_id: str, probe: int = 100) -> str | None:
-        """The model id of a job's first stored record among its first ``probe`` URIs.
-
-        Records carry their own model id; a job is tagged by one model unless workers
-        were upgraded while it ran, so its first record speaks for it.
-        """
-        raws = self.r.hmget(keys.job_records(job_id), [str(i) for i in range(probe)])
-        for raw in raws:
-            if raw:
-                return str(json.loads(raw)["model"])
-        return None

@@ -22,7 +22,7 @@ from tasks.chunks import ChunkLedger
 from tasks.model_labels import ModelLabels
 from tasks.model_registry import ModelRegistry
 from tasks.settings import Settings
-from tasks.store import ResultStore, connect
+from tasks.store import ResultStore, connect, open_store
 
 if TYPE_CHECKING:
     from tasks.inference import Tagger
@@ -54,7 +54,7 @@ def settings() -> Settings:
 @cache
 def store() -> ResultStore:
     """The results store, with a client that rides out short Redis outages."""
-    return ResultStore(connect(settings().redis_url, patient=True))
+    return open_store(settings(), patient=True)
 
 
 @cache
@@ -133,7 +133,7 @@ def load_model() -> None:
 
 def _register(s: Settings, loaded: Tagger, elapsed: float, threads: int) -> None:
     """Announce the loaded model: worker record, counters, the model registry, the log."""
-    results = ResultStore(connect(s.redis_url))
+    results = ResultStore(connect(s.redis_url))  # Redis only: the database opens lazily
     pid = os.getpid()
     results.worker_info(
         _hostname,

@@ -22,6 +22,7 @@ from functools import cached_property
 from typing import Any
 
 import redis
+import sqlalchemy as sa
 from celery.exceptions import Reject
 from kombu.exceptions import OperationalError
 
@@ -34,8 +35,9 @@ from tasks.fetch import fetch_bytes
 log = logging.getLogger("bulktag.tasks")
 
 # Faults of the results store/broker itself, as opposed to faults of one URI: any Redis
-# error (connection, timeout, OOM under ``noeviction``, MISCONF on a full disk).
-STORE_FAULTS = (redis.RedisError, StoreUnavailable)
+# error (connection, timeout, OOM under ``noeviction``, MISCONF on a full disk) or
+# results-database error (the store already retried dropped connections for ~30 s).
+STORE_FAULTS = (redis.RedisError, sa.exc.DBAPIError, StoreUnavailable)
 
 
 @dataclass(frozen=True)
@@ -73,7 +75,9 @@ def run_chunk(chunk: Chunk, send_alone: Callable[[list[Item]], None]) -> dict[st
     started = time.perf_counter()
     store, ledger = process.store(), process.ledger()
     state = store.job_state(chunk.job_id)
-    if state in ("cancelled", None):
+    # A done job already holds a record for every URI: a late duplicate has nothing to add
+    # (and must not re-create the ended job's chunk ledger in Redis).
+    if state in ("cancelled", "done", None):
         log.info(
             "job %s %s: skipping chunk of %d", chunk.job_id, state or "deleted", len(chunk.items)
         )

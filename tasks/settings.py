@@ -15,6 +15,9 @@ from tasks.cpu import auto_concurrency, available_cores
 from tasks.errors import ConfigError
 
 DEFAULT_REDIS_URL = "redis://localhost:6379/0"
+# Results database file when BULKTAG_RESULTS_URL is unset: one per user, the same for the
+# producer, workers and API of one machine (docs/RESULTS_DB.md).
+RESULTS_DB_NAME = "bulktag/results.db"
 DEFAULT_WEIGHTS = Path("~/.cache/bulktag/weights/resnet18-imagenet1k-v1.pt")
 DEFAULT_QUEUE = "bulktag"
 # Chunk = one Celery message. 32 keeps a chunk's decoded tensors ~20 MB and a redelivery
@@ -77,6 +80,20 @@ DECODE_MODES = ("exact", "fast")
 PRECISIONS = ("fp32", "bf16", "fp16", "int8")
 
 
+def default_results_url(env: dict[str, str] | None = None) -> str:
+    """``sqlite:///${XDG_DATA_HOME:-~/.local/share}/bulktag/results.db`` (absolute)."""
+    env = dict(os.environ if env is None else env)
+    base = Path(env.get("XDG_DATA_HOME") or Path.home() / ".local" / "share").expanduser()
+    return f"sqlite:///{(base / RESULTS_DB_NAME).resolve()}"
+
+
+def results_url_from_env(env: dict[str, str] | None = None) -> str:
+    """``BULKTAG_RESULTS_URL``, else the per-user default: also the dataclass default, so
+    ``Settings(redis_url=...)`` built in code finds the same database as ``from_env``."""
+    env = dict(os.environ if env is None else env)
+    return env.get("BULKTAG_RESULTS_URL") or default_results_url(env)
+
+
 def check_precision(precision: str, device: str) -> None:
     """Refuse combinations that cannot run well (torch-free: the worker's parent calls it).
 
@@ -97,6 +114,8 @@ class Settings:
     """Everything a producer or worker needs to know, resolved once."""
 
     redis_url: str = DEFAULT_REDIS_URL
+    # Results database: sqlite:///ABS/PATH.db (one machine) or postgresql://... (many).
+    results_url: str = field(default_factory=lambda: results_url_from_env())
     weights: Path = DEFAULT_WEIGHTS
     weights_sha256: str | None = None
     queue: str = DEFAULT_QUEUE
@@ -158,6 +177,7 @@ class Settings:
         roots += (upload_dir,)  # workers read what the API stored there
         return cls(
             redis_url=get("BULKTAG_REDIS_URL", DEFAULT_REDIS_URL),
+            results_url=results_url_from_env(env),
             weights=Path(get("BULKTAG_WEIGHTS", str(DEFAULT_WEIGHTS))).expanduser(),
             weights_sha256=get("BULKTAG_WEIGHTS_SHA256") or None,
             queue=get("BULKTAG_QUEUE", DEFAULT_QUEUE),

@@ -1,105 +1,37 @@
-"""ResultStore: every read and write of jobs, records and the dedupe cache in Redis.
+"""ResultStore: the one store the producer, workers and API use.
 
-Counting is per URI index, never a blind increment: a record is written with HSETNX
-inside a Lua script that bumps ``ok``/``error``/``deduped`` only when the field was new,
-so a chunk delivered twice leaves the same records and the same counts.
+Results live in a real database (``tasks.results_db``: jobs, URIs, one final record per
+URI, the dedupe cache), written idempotently in one transaction per chunk. Redis carries
+only work: the broker queue, chunks in flight, the job-finished pub/sub message and
+worker counters; when a job ends its per-job Redis keys are deleted, so an ended job
+costs Redis nothing (docs/RESULTS_DB.md).
 """
 
 from __future__ import annotations
 
-import json
-import time
+import contextlib
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.retry import Retry
 
 from tasks import keys, sentinel
-from tasks.errors import JobNotFound, StoreUnavailable
+from tasks.errors import StoreUnavailable
 from tasks.records import JobStatus, Record
-from tasks.store_search import LabelScan
+from tasks.results_db import ResultsDB
 
-# KEYS: job hash, records hash. ARGV: now, then (index, status, deduped, json) * n.
-# Each script that ends a job also publishes on ``keys.job_finished_channel``.
-_RECORD_LUA = """
--- A chunk of a deleted job must not re-create a partial job (and block its id).
-if redis.call('EXISTS', KEYS[1]) == 0 then return {0, 0, 0} end
-local ok, err, dd = 0, 0, 0
-for i = 2, #ARGV, 4 do
-  if redis.call('HSETNX', KEYS[2], ARGV[i], ARGV[i + 3]) == 1 then
-    if ARGV[i + 1] == 'ok' then ok = ok + 1 else err = err + 1 end
-    if ARGV[i + 2] == '1' then dd = dd + 1 end
-  end
-end
-if ok + err > 0 then
-  redis.call('HINCRBY', KEYS[1], 'ok', ok)
-  redis.call('HINCRBY', KEYS[1], 'error', err)
-  redis.call('HINCRBY', KEYS[1], 'deduped', dd)
-  redis.call('HSETNX', KEYS[1], 'first_result_at', ARGV[1])
-  redis.call('HSET', KEYS[1], 'last_progress_at', ARGV[1])
-end
-local h = redis.call('HMGET', KEYS[1], 'state', 'total', 'ok', 'error')
-if h[1] == 'running' and tonumber(h[3]) + tonumber(h[4]) >= tonumber(h[2]) then
-  redis.call('HSET', KEYS[1], 'state', 'done', 'finished_at', ARGV[1])
-  redis.call('PUBLISH', KEYS[1] .. ':finished', 'done')
-end
-return {ok, err, dd}
-"""
-
-# KEYS: job hash. ARGV: now. Ends enumeration; the job may already be complete.
-_FINISH_ENUM_LUA = """
-if redis.call('HGET', KEYS[1], 'state') ~= 'enumerating' then return 0 end
-redis.call('HSET', KEYS[1], 'state', 'running')
-local h = redis.call('HMGET', KEYS[1], 'total', 'ok', 'error')
-if tonumber(h[2]) + tonumber(h[3]) >= tonumber(h[1]) then
-  redis.call('HSET', KEYS[1], 'state', 'done', 'finished_at', ARGV[1])
-  redis.call('PUBLISH', KEYS[1] .. ':finished', 'done')
-end
-return 1
-"""
-
-
-# KEYS: job hash. ARGV: now. Cancels a job that is still going; returns the prior state.
-_CANCEL_LUA = """
-local state = redis.call('HGET', KEYS[1], 'state')
-if state == 'enumerating' or state == 'running' then
-  redis.call('HSET', KEYS[1], 'state', 'cancelled', 'finished_at', ARGV[1])
-  redis.call('PUBLISH', KEYS[1] .. ':finished', 'cancelled')
-end
-return state
-"""
-
-# KEYS: job hash, records hash. ARGV: index * n. Reopens error records for a retry:
-# each listed record that is an error is deleted and un-counted, in one atomic step,
-# so ok + error + pending == total holds at every instant. The retried URI is pending
-# again until a worker writes its new record through _RECORD_LUA's HSETNX, which is
-# therefore still the only way a record is ever written. A finished job runs again.
-_REOPEN_ERRORS_LUA = """
-local n = 0
-for i = 1, #ARGV do
-  local raw = redis.call('HGET', KEYS[2], ARGV[i])
-  if raw and cjson.decode(raw)['status'] == 'error' then
-    redis.call('HDEL', KEYS[2], ARGV[i])
-    n = n + 1
-  end
-end
-if n > 0 then
-  redis.call('HINCRBY', KEYS[1], 'error', -n)
-  if redis.call('HGET', KEYS[1], 'state') == 'done' then
-    redis.call('HSET', KEYS[1], 'state', 'running')
-    redis.call('HDEL', KEYS[1], 'finished_at')
-  end
-end
-return n
-"""
+if TYPE_CHECKING:
+    from tasks.settings import Settings
 
 # Worker clients ride out a Redis restart or failover: each command is retried with
 # exponential backoff and full jitter, ~20-30 s in all, before the fault reaches the
 # task (which then ends the chunk's URIs as errors or leaves it to be redelivered).
 STORE_RETRIES = 10
 STORE_RETRY_CAP = 5.0  # seconds: the longest single wait
+# How long an ended job's chunk ledger (deliveries, chunks in flight) outlives it in Redis.
+ENDED_JOB_TTL = 600  # seconds
 STORE_SOCKET_TIMEOUT = 30.0  # seconds: a hung (not dead) Redis must not hang a chunk forever
 
 
@@ -153,55 +85,82 @@ def _safe_url(url: str) -> str:
     return f"{scheme}://***@{rest.rsplit('@', 1)[1]}"
 
 
-class ResultStore(LabelScan):
-    """Jobs, per-URI records and the (model id, sha256) result cache.
+def open_store(settings: Settings, *, patient: bool = False) -> ResultStore:
+    """The store for ``settings``: Redis at ``redis_url``, results at ``results_url``.
 
-    Label search (``search``, ``label_counts``) comes from ``LabelScan``.
+    Raises:
+        StoreUnavailable: Redis or the results database cannot be reached.
+        ConfigError: a bad results URL, or a database schema this bulktag does not know.
     """
+    return ResultStore(
+        connect(settings.redis_url, patient=patient), ResultsDB.open(settings.results_url)
+    )
 
-    def __init__(self, client: redis.Redis) -> None:
+
+def _results_from_env() -> ResultsDB:
+    from tasks.settings import Settings
+
+    return ResultsDB.open(Settings.from_env().results_url)
+
+
+class ResultStore:
+    """Jobs, per-URI records and the result cache (SQL), plus work state (Redis)."""
+
+    def __init__(self, client: redis.Redis, db: ResultsDB | None = None) -> None:
+        """Args:
+        client: Redis (work: queue, chunks in flight, pub/sub, worker counters).
+        db: the results database (default: ``BULKTAG_RESULTS_URL``, see tasks.settings).
+        """
         self.r = client
-        self._record = client.register_script(_RECORD_LUA)
-        self._finish_enum = client.register_script(_FINISH_ENUM_LUA)
-        self._cancel = client.register_script(_CANCEL_LUA)
-        self._reopen_errors = client.register_script(_REOPEN_ERRORS_LUA)
+        self._db = db
+
+    @property
+    def db(self) -> ResultsDB:
+        """The results database, opened on first use when none was given (so a process
+        that only touches work state, e.g. a worker registering its counters, never
+        opens it)."""
+        if self._db is None:
+            self._db = _results_from_env()
+        return self._db
+
+    def _job_ended(self, job_id: str, state: str) -> None:
+        """Announce the end and let the job's work keys expire: Redis keeps nothing for it.
+
+        The chunk ledger stays ``ENDED_JOB_TTL`` seconds for diagnosis (a late duplicate
+        chunk, ``bulktag status`` right after the end), then Redis holds no key of the job.
+        Best effort: the database already holds the outcome, and ``Job.wait`` also polls.
+        """
+        with contextlib.suppress(redis.RedisError):
+            pipe = self.r.pipeline(transaction=False)
+            pipe.publish(keys.job_finished_channel(job_id), state)
+            for key in (keys.job_deliveries(job_id), keys.job_in_flight(job_id)):
+                pipe.expire(key, ENDED_JOB_TTL)
+            pipe.execute()
 
     # -- jobs --------------------------------------------------------------------------
     def create_job(self, job_id: str, chunk_size: int, source: str) -> bool:
-        """Create the job hash; False if a job with that id already exists."""
-        now = time.time()
-        fields: dict[str, str | int | float] = {
-            "job": job_id,
-            "state": "enumerating",
-            "total": 0,
-            "ok": 0,
-            "error": 0,
-            "deduped": 0,
-            "chunks": 0,
-            "chunk_size": chunk_size,
-            "created_at": now,
-            "source": source,
-        }
-        if not self.r.hsetnx(keys.job(job_id), "job", job_id):
-            return False
-        pipe = self.r.pipeline()
-        pipe.hset(keys.job(job_id), mapping=fields)  # type: ignore[arg-type]  # invariant key
-        pipe.zadd(keys.jobs(), {job_id: now})
-        pipe.execute()
-        return True
+        """Create the job; False if a job with that id already exists."""
+        return self.db.create_job(job_id, chunk_size, source)
 
-    def add_chunk(self, pipe: Any, job_id: str, uris: Sequence[str]) -> None:
-        """Queue (on ``pipe``) the bookkeeping for one more chunk of ``uris``."""
-        pipe.rpush(keys.job_uris(job_id), *uris)
-        pipe.hincrby(keys.job(job_id), "total", len(uris))
-        pipe.hincrby(keys.job(job_id), "chunks", 1)
+    def add_uris(
+        self,
+        job_id: str,
+        first: int,
+        chunks: Sequence[Sequence[str]],
+        *,
+        skipped: int | None = None,
+    ) -> None:
+        """Book ``chunks`` as the job's URIs ``first``, ``first + 1``, ... (before publishing
+        them, so a worker never sees a chunk the job does not count yet)."""
+        self.db.add_uris(job_id, first, chunks, skipped=skipped)
 
-    def note_skipped(self, pipe: Any, job_id: str, count: int) -> None:
-        """Queue (on ``pipe``) the count of files the walk saw but did not take."""
-        pipe.hset(keys.job(job_id), "skipped", count)
+    def note_skipped(self, job_id: str, count: int) -> None:
+        """Record how many files the walk saw but did not take (not images)."""
+        self.db.note_skipped(job_id, count)
 
     def finish_enumeration(self, job_id: str) -> None:
-        self._finish_enum(keys=[keys.job(job_id)], args=[time.time()])
+        if self.db.finish_enumeration(job_id):
+            self._job_ended(job_id, "done")
 
     def abort_enumeration(self, job_id: str, sent: int, reason: str) -> None:
         """End a submission that failed after ``sent`` URIs were enqueued.
@@ -210,21 +169,20 @@ class ResultStore(LabelScan):
         batch was booked but not published), records why it stopped, and runs to
         ``done`` like any other job instead of sitting in ``enumerating`` forever.
         """
-        pipe = self.r.pipeline(transaction=True)
-        pipe.hset(keys.job(job_id), mapping={"total": sent, "submit_error": reason[:500]})
-        pipe.ltrim(keys.job_uris(job_id), 0, sent - 1)
-        pipe.execute()
-        self.finish_enumeration(job_id)
+        if self.db.abort_enumeration(job_id, sent, reason):
+            self._job_ended(job_id, "done")
 
-    def delete_job(self, job_id: str) -> None:
-        self.r.delete(
-            keys.job(job_id),
-            keys.job_uris(job_id),
-            keys.job_records(job_id),
-            keys.job_deliveries(job_id),
-            keys.job_in_flight(job_id),
-        )
-        self.r.zrem(keys.jobs(), job_id)
+    def delete_job(self, job_id: str, *, cache: bool = False) -> bool:
+        """Delete the job's records, URIs and work keys (with ``cache``, also the cache
+        entries only this job used). False if the database had no such job."""
+        found = self.db.delete_job(job_id, cache=cache)
+        with contextlib.suppress(redis.RedisError):
+            self.r.delete(keys.job_deliveries(job_id), keys.job_in_flight(job_id))
+        return found
+
+    def prune(self, older_than_days: float, *, cache: bool = False) -> tuple[int, int]:
+        """Delete jobs finished more than ``older_than_days`` ago; (jobs, cache entries)."""
+        return self.db.prune(older_than_days * 86400.0, cache=cache)
 
     def cancel_job(self, job_id: str) -> str:
         """Cancel the job if it is still going; return the state it was in.
@@ -236,91 +194,120 @@ class ResultStore(LabelScan):
         Raises:
             JobNotFound: no such job.
         """
-        self.status(job_id)  # raises JobNotFound
-        return str(self._cancel(keys=[keys.job(job_id)], args=[time.time()]))
+        state = self.db.cancel_job(job_id)
+        if state in ("enumerating", "running"):
+            self._job_ended(job_id, "cancelled")
+        return state
 
     def begin_retry_round(self, job_id: str) -> int:
         """Number the next retry of this job's URIs (1, 2, ...): it keys fresh chunk ids."""
-        return int(self.r.hincrby(keys.job(job_id), "retry_round", 1))
+        return self.db.begin_retry_round(job_id)
 
     def reopen_errors(self, job_id: str, indices: Sequence[int]) -> int:
-        """Atomically delete and un-count the error records at ``indices`` (see the Lua).
+        """Atomically delete and un-count the error records at ``indices``.
 
         Returns:
             How many records were reopened (indices without an error record are skipped).
         """
-        if not indices:
-            return 0
-        args = [str(i) for i in indices]
-        keys_ = [keys.job(job_id), keys.job_records(job_id)]
-        return int(self._reopen_errors(keys=keys_, args=args))
+        return self.db.reopen_errors(job_id, indices)
 
     def job_state(self, job_id: str) -> str | None:
-        return self.r.hget(keys.job(job_id), "state")  # type: ignore[return-value]
+        return self.db.job_state(job_id)
 
     def status(self, job_id: str) -> JobStatus:
         """The job's status snapshot. Raises JobNotFound."""
-        h: dict[str, str] = self.r.hgetall(keys.job(job_id))  # type: ignore[assignment]
-        if not h:
-            raise JobNotFound(f"no job named {job_id!r}")
-        return JobStatus.from_hash(job_id, h)
+        return self.db.status(job_id)
 
     def list_jobs(self, limit: int = 50) -> list[str]:
-        return list(self.r.zrevrange(keys.jobs(), 0, limit - 1))  # type: ignore[arg-type]
+        return self.db.list_jobs(limit)
 
     def job_uri(self, job_id: str, index: int) -> str | None:
         """The URI at ``index`` of the job (None past its end): how the API ties a
         thumbnail request to a URI that belongs to the job and to nothing else."""
         if index < 0:
             return None
-        return self.r.lindex(keys.job_uris(job_id), index)  # type: ignore[return-value]
+        return self.db.job_uri(job_id, index)
 
     def iter_uris(self, job_id: str, batch: int = 1000) -> Iterator[str]:
         """The job's URIs in submission order, ``batch`` at a time (reprocess)."""
-        for start in range(0, self.status(job_id).total, batch):
-            yield from self.r.lrange(keys.job_uris(job_id), start, start + batch - 1)  # type: ignore[misc]
+        return self.db.iter_uris(job_id, batch)
 
     def annotate_job(self, job_id: str, **fields: str) -> None:
-        """Add descriptive fields to the job hash (``reprocess_of``, ``schedule``, ``model``)."""
-        self.r.hset(keys.job(job_id), mapping=fields)  # type: ignore[arg-type]
+        """Add descriptive fields to the job (``reprocess_of``, ``schedule``, ``model``)."""
+        self.db.annotate_job(job_id, **fields)
 
     def job_field(self, job_id: str, name: str) -> str | None:
-        return self.r.hget(keys.job(job_id), name)  # type: ignore[return-value]
+        return self.db.job_field(job_id, name)
+
+    def reprocess_versions(self, root_job_id: str) -> dict[str, str]:
+        """``{model id: job id}`` of the reprocess jobs of ``root_job_id`` (database)."""
+        return self.db.reprocess_versions(root_job_id)
+
+    def model_of(self, job_id: str) -> str | None:
+        """The model id of the job's first stored record (None before any)."""
+        return self.db.model_of(job_id)
 
     # -- records -----------------------------------------------------------------------
     def record_outcomes(self, job_id: str, outcomes: Iterable[tuple[int, Record, bool]]) -> None:
-        """Write final records ``(index, record, deduped)`` idempotently, in one round trip."""
-        args: list[Any] = [time.time()]
-        for index, record, deduped in outcomes:
-            args += [index, record.status, "1" if deduped else "0", json.dumps(record.to_dict())]
-        if len(args) > 1:
-            self._record(keys=[keys.job(job_id), keys.job_records(job_id)], args=args)
+        """Write final records ``(index, record, deduped)`` idempotently, in one transaction."""
+        if self.db.record_outcomes(job_id, outcomes):
+            self._job_ended(job_id, "done")
 
     def records(self, job_id: str, batch: int = 1000) -> Iterator[tuple[int, str, Record | None]]:
         """Yield ``(index, uri, record or None if pending)`` in submission order, streamed."""
-        total = self.status(job_id).total
-        for start in range(0, total, batch):
-            stop = min(total, start + batch)
-            pipe = self.r.pipeline()
-            pipe.lrange(keys.job_uris(job_id), start, stop - 1)
-            pipe.hmget(keys.job_records(job_id), [str(i) for i in range(start, stop)])
-            uris, raws = pipe.execute()
-            for offset, (uri, raw) in enumerate(zip(uris, raws, strict=False)):
-                rec = Record.from_dict(json.loads(raw)) if raw else None
-                yield start + offset, uri, rec
+        return self.db.records(job_id, batch)
+
+    def records_between(
+        self, job_id: str, start: int, stop: int
+    ) -> list[tuple[int, str, Record | None]]:
+        """``(index, uri, record or None if pending)`` for indices in ``[start, stop)``."""
+        return self.db.records_between(job_id, start, stop)
+
+    def search(
+        self,
+        indices: Sequence[int],
+        *,
+        min_score: float = 0.0,
+        top1: bool = False,
+        job_id: str | None = None,
+        model_id: str | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> Iterator[tuple[str, int, Record]]:
+        """``(job id, index in job, record)`` of ok records whose top-3 (or top-1 with
+        ``top1``) holds one of ``indices`` scoring at least ``min_score``, newest first,
+        answered from the label index."""
+        return self.db.search(
+            indices,
+            min_score=min_score,
+            top1=top1,
+            job_id=job_id,
+            model_id=model_id,
+            limit=limit,
+            offset=offset,
+        )
+
+    def label_counts(
+        self, *, model_id: str | None = None, job_id: str | None = None
+    ) -> dict[int, int]:
+        """How many ok records hold each class index anywhere in their top-3."""
+        return self.db.label_counts(model_id=model_id, job_id=job_id)
 
     # -- dedupe cache ------------------------------------------------------------------
     def cached_top3(self, model_id: str, hashes: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
         """Stored top-3 lists for the hashes that have one under ``model_id``."""
-        if not hashes:
-            return {}
-        raws = self.r.mget([keys.cached_result(model_id, h) for h in hashes])
-        return {h: json.loads(raw) for h, raw in zip(hashes, raws, strict=True) if raw}
+        return self.db.cached_top3(model_id, hashes)
 
     def cache_top3(self, model_id: str, results: dict[str, list[dict[str, Any]]]) -> None:
-        if results:
-            mapping = {keys.cached_result(model_id, h): json.dumps(t) for h, t in results.items()}
-            self.r.mset(mapping)
+        self.db.cache_top3(model_id, results)
+
+    def cache_entries(self, model_id: str | None = None) -> int:
+        """How many dedupe-cache entries there are (under ``model_id``, or all)."""
+        return self.db.cache_entries(model_id)
+
+    def clear_cache(self, model_id: str | None = None) -> int:
+        """Drop dedupe-cache entries (under ``model_id``, or all); returns how many."""
+        return self.db.clear_cache(model_id)
 
     # -- worker counters ---------------------------------------------------------------
     def worker_counters(self, hostname: str, pid: int, **increments: int) -> None:

@@ -1,4 +1,5 @@
-"""Shared fixtures: untrained dev weights, a private redis-server, worker environments."""
+"""Shared fixtures: untrained dev weights, a private redis-server, a private results
+database per test, worker environments."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from pathlib import Path
 import pytest
 import redis
 
+from tasks.results_db.engine import forget_engines
+from tests.postgres import PostgresServer
 from tests.servers import RedisServer
 
 
@@ -20,6 +23,19 @@ def dev_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("weights") / "resnet18-untrained.pt"
     write_untrained(path, seed=0)
     return path
+
+
+@pytest.fixture(autouse=True)
+def results_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A fresh SQLite results database for each test, in ``BULKTAG_RESULTS_URL``.
+
+    Set in this process's environment, so stores built from the environment (and the
+    subprocesses of ``worker_env``) use it, never the user's default database. Tests on
+    PostgreSQL override it (tests/postgres.py).
+    """
+    url = f"sqlite:///{tmp_path / 'results.db'}"
+    monkeypatch.setenv("BULKTAG_RESULTS_URL", url)
+    return url
 
 
 @pytest.fixture(scope="session")
@@ -44,14 +60,37 @@ def redis_client(redis_url: str) -> redis.Redis:
 
 
 @pytest.fixture
-def worker_env(redis_url: str, dev_weights: Path, tmp_path: Path) -> dict[str, str]:
+def worker_env(
+    redis_url: str, results_url: str, dev_weights: Path, tmp_path: Path
+) -> dict[str, str]:
     """Environment for producer and worker subprocesses of one test."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("BULKTAG_")}
     env.update(
         BULKTAG_REDIS_URL=redis_url,
+        BULKTAG_RESULTS_URL=results_url,
         BULKTAG_WEIGHTS=str(dev_weights),
         BULKTAG_ALLOWED_ROOTS=str(tmp_path),
         BULKTAG_METRICS_PORT="0",  # tests that scrape set a free port; never bind 9808 here
         PYTHONUNBUFFERED="1",
     )
     return env
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A private PostgreSQL cluster for the session (tests/postgres.py)."""
+    server = PostgresServer().start()
+    yield server
+    server.destroy()
+
+
+@pytest.fixture
+def postgres_url(
+    postgres_server: PostgresServer, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[str]:
+    """A fresh database on the private server, also put in ``BULKTAG_RESULTS_URL``."""
+    name = "t_" + "".join(c if c.isalnum() else "_" for c in request.node.name.lower())[:50]
+    url = postgres_server.create_database(name)
+    monkeypatch.setenv("BULKTAG_RESULTS_URL", url)
+    yield url
+    forget_engines()  # close this process's connections before the next test drops it

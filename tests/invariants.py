@@ -1,4 +1,7 @@
-"""What "nothing lost, nothing doubled" means, checked straight in Redis by fault tests.
+"""What "nothing lost, nothing doubled" means, checked straight in the results database.
+
+Results are read from the database in ``BULKTAG_RESULTS_URL`` (the test's own, see
+tests/conftest.py); the chunk ledger (deliveries, chunks in flight) from Redis.
 
 A job passes when every URI holds exactly one final record, the counters agree with
 the records, and no record seen at any earlier moment has changed since (a URI with
@@ -8,6 +11,7 @@ two different final records would show up as a change).
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import time
 from collections.abc import Callable
@@ -18,6 +22,8 @@ from typing import TypeVar
 import redis
 
 from tasks import keys
+from tasks.errors import JobNotFound
+from tasks.results_db import ResultsDB
 from tests.servers import BULKTAG, REPO
 
 T = TypeVar("T")
@@ -49,8 +55,18 @@ def wait_for(what: str, probe: Callable[[], T | None], timeout: float, poll: flo
         time.sleep(poll)
 
 
+def results() -> ResultsDB:
+    """The test's results database (``BULKTAG_RESULTS_URL``, as its workers use)."""
+    return ResultsDB.open(os.environ["BULKTAG_RESULTS_URL"])
+
+
 def job_fields(client: redis.Redis, job: str) -> dict[str, str]:
-    return client.hgetall(keys.job(job))  # type: ignore[return-value]
+    """The job's status as strings (empty while there is no such job)."""
+    try:
+        status = results().status(job).to_dict()
+    except JobNotFound:
+        return {}
+    return {k: str(v) for k, v in status.items() if v is not None}
 
 
 def done_count(client: redis.Redis, job: str) -> int:
@@ -59,12 +75,16 @@ def done_count(client: redis.Redis, job: str) -> int:
 
 
 def is_done(client: redis.Redis, job: str) -> bool:
-    return client.hget(keys.job(job), "state") == "done"
+    return results().job_state(job) == "done"
 
 
 def snapshot(client: redis.Redis, job: str) -> dict[str, str]:
-    """Every record written so far: index -> raw JSON."""
-    return client.hgetall(keys.job_records(job))  # type: ignore[return-value]
+    """Every record written so far: index -> JSON (the v1 record shape)."""
+    if results().job_state(job) is None:
+        return {}
+    return {
+        str(i): json.dumps(rec.to_dict()) for i, _, rec in results().records(job) if rec is not None
+    }
 
 
 def worker_pids(client: redis.Redis) -> set[int]:
@@ -104,7 +124,7 @@ def audit_job(
     """
     h = job_fields(client, job)
     final = snapshot(client, job)
-    uris = client.lrange(keys.job_uris(job), 0, -1)
+    uris = list(results().iter_uris(job))
     assert sorted(uris) == sorted(submitted), "the job's URI list differs from what was submitted"
     total = int(h["total"])
     assert total == len(submitted)

@@ -171,3 +171,9 @@ def running_worker(
         yield worker
     finally:
         worker.stop()
+
+
+def results_env() -> dict[str, str]:
+    """``BULKTAG_RESULTS_URL`` of the running test (tests/conftest.py sets one per test),
+    for settings built from an explicit environment dict."""
+    return {"BULKTAG_RESULTS_URL": os.environ["BULKTAG_RESULTS_URL"]}

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from tasks.errors import ConfigError, WeightsError
 from tasks.process import int8_calibration
+from tasks.results_db import ResultsDB
 from tasks.settings import Settings, check_precision
 from tasks.store import connect
 from weights.checkpoint import load_checkpoint, verify_file
@@ -46,11 +47,13 @@ def start_worker(
         int8_calibration(settings, load_checkpoint(settings.weights, settings.weights_sha256))
     connect(settings.redis_url).close()
     warn_if_time_limit_short(settings)
+    ResultsDB.open(settings.results_url)  # reachable, schema current: one line now if not
     if settings.device == "cuda":
         _require_cuda()
     concurrency = settings.effective_concurrency
     env = {
         "BULKTAG_REDIS_URL": settings.redis_url,
+        "BULKTAG_RESULTS_URL": settings.results_url,
         "BULKTAG_WEIGHTS": str(settings.weights),
         "BULKTAG_QUEUE": settings.queue,
         "BULKTAG_BATCH_SIZE": str(settings.batch_size),

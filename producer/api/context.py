@@ -12,7 +12,7 @@ from producer.api.submissions import Submissions
 from producer.api.webhook import WebhookWatcher
 from tasks.records import JobStatus
 from tasks.settings import Settings
-from tasks.store import ResultStore, connect
+from tasks.store import ResultStore, open_store
 
 THUMB_CONCURRENCY = 4  # decodes at once: the API must not starve workers on the same host
 THUMB_WAIT_SECONDS = 10.0  # longest a request waits for a slot before answering 503
@@ -36,7 +36,7 @@ class ApiContext:
         """The result store. Raises StoreUnavailable while Redis cannot be reached."""
         with self._lock:
             if self._store is None:
-                self._store = ResultStore(connect(self.settings.redis_url))
+                self._store = open_store(self.settings)
             return self._store
 
     @property

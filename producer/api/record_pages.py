@@ -1,10 +1,10 @@
 """One page of a job's records for ``GET /jobs/{id}/records``, read from its offset.
 
-``ResultStore.records`` streams a job from index 0, so paging through it cost a read
-and a JSON decode of every record before ``offset``: the dashboard's pages, and any
-client walking a million-URI job, grew slower the further they went. A page here
-reads only the window ``[offset, offset + SCAN_CAP)`` of the job's URI list (LRANGE)
-and records hash (HMGET), in slices, and stops once the page is full. With ``only``
+``ResultStore.records`` streams a job from index 0, so paging through it would cost a
+read of every record before ``offset``: the dashboard's pages, and any client walking a
+million-URI job, would grow slower the further they went. A page here reads only the
+window ``[offset, offset + SCAN_CAP)`` of the job's URIs and records (an index range of
+the primary keys), in slices, and stops once the page is full. With ``only``
 a page may hold fewer than ``limit`` items (even none) when few URIs in the window
 match; ``next_offset`` then says where to carry on, so no request scans more than
 ``SCAN_CAP`` URIs however sparse the matches are.
@@ -12,15 +12,13 @@ match; ``next_offset`` then says where to carry on, so no request scans more tha
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-from tasks import keys
 from tasks.records import Record
 from tasks.store import ResultStore
 
 SCAN_CAP = 5_000  # most URIs one request reads, whatever ``only`` filters out
-SLICE = 1_000  # URIs per Redis round trip within the window
+SLICE = 1_000  # URIs per database query within the window
 
 
 def record_page(
@@ -29,7 +27,7 @@ def record_page(
     """The next ``limit`` URIs of ``job_id`` at or after ``offset`` whose status is ``only``.
 
     Args:
-        store: the result store (its Redis client is read directly, see the module doc).
+        store: the result store.
         job_id: the job, known to exist.
         total: the job's URI count (its status ``total``), the end of the scan.
         offset: first index to look at.
@@ -48,14 +46,10 @@ def record_page(
     start = offset
     while start < end:
         stop = min(end, start + step)
-        pipe = store.r.pipeline(transaction=False)
-        pipe.lrange(keys.job_uris(job_id), start, stop - 1)
-        pipe.hmget(keys.job_records(job_id), [str(i) for i in range(start, stop)])
-        uris, raws = pipe.execute()
-        for index, (uri, raw) in enumerate(zip(uris, raws, strict=False), start):
-            if only == "pending" and raw:
-                continue  # a finished record: no need to decode it to drop it
-            item = _item(index, uri, raw)
+        for index, uri, record in store.records_between(job_id, start, stop):
+            if only == "pending" and record is not None:
+                continue
+            item = _item(index, uri, record)
             if only is not None and item["status"] != only:
                 continue
             if len(items) == limit:  # one more match exists: the next page starts here
@@ -65,8 +59,8 @@ def record_page(
     return items, (end if end < total else None)
 
 
-def _item(index: int, uri: str, raw: str | None) -> dict[str, Any]:
+def _item(index: int, uri: str, record: Record | None) -> dict[str, Any]:
     """A page item: the record's fields (result schema v1) or a pending placeholder."""
-    if not raw:
+    if record is None:
         return {"index": index, "uri": uri, "status": "pending"}
-    return {"index": index, **Record.from_dict(json.loads(raw)).to_dict()}
+    return {"index": index, **record.to_dict()}

@@ -122,11 +122,29 @@ def get_job(job_id: JobId, ctx: Ctx) -> dict[str, Any]:
 
 
 @jobs.delete("/{job_id}", response_model=JobStatusBody, responses={404: {}})
-def cancel_job(job_id: JobId, ctx: Ctx) -> dict[str, Any]:
-    """Cancel the job: chunks not yet started are skipped by workers."""
+def cancel_job(
+    job_id: JobId,
+    ctx: Ctx,
+    purge: Annotated[
+        bool,
+        Query(
+            description="Also delete the job and its records for good (``bulktag delete``); "
+            "without it the job is only cancelled and keeps its records"
+        ),
+    ] = False,
+) -> dict[str, Any]:
+    """Cancel the job: chunks not yet started are skipped by workers.
+
+    With ``purge=true`` the job is then deleted with its URIs and records (the dedupe
+    cache stays); the answer is its last status, with ``"purged": true``.
+    """
     _status(ctx, job_id)
     Job(job_id, ctx.store).cancel()
-    return _status(ctx, job_id)
+    body = _status(ctx, job_id)
+    if purge:
+        ctx.store.delete_job(job_id)
+        body["purged"] = True
+    return body
 
 
 @jobs.get(

@@ -11,14 +11,25 @@ import sys
 from collections.abc import Sequence
 
 import redis
+import sqlalchemy as sa
 
 from producer import local_run
-from producer.cli import find, jobs, models, processes, schedules, sidecars, uploads, weights
+from producer.cli import (
+    find,
+    jobs,
+    models,
+    processes,
+    retention,
+    schedules,
+    sidecars,
+    uploads,
+    weights,
+)
 from producer.cli.common import EXIT_ERROR
 from tasks.errors import BulktagError
 
 # In the order ``bulktag --help`` lists them.
-GROUPS = (processes, jobs, find, sidecars, weights, schedules, models, uploads)
+GROUPS = (processes, jobs, retention, find, sidecars, weights, schedules, models, uploads)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bulktag", description="Batch image tagging with ResNet-18 over Redis + Celery."
     )
-    parser.add_argument("--redis-url", help="broker and results store (env BULKTAG_REDIS_URL)")
+    parser.add_argument("--redis-url", help="broker: the work queue (env BULKTAG_REDIS_URL)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for group in GROUPS:
         group.add_commands(sub)
@@ -49,6 +60,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     except redis.RedisError as exc:  # Redis went away or refused mid-command (OOM, ...)
         print(f"bulktag: error: Redis: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except sa.exc.SQLAlchemyError as exc:  # the results database refused mid-command
+        first = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        print(f"bulktag: error: results database: {first}", file=sys.stderr)
         return EXIT_ERROR
     except (OSError, UnicodeError) as exc:  # files the user named: missing, unreadable, not UTF-8
         print(f"bulktag: error: {exc}", file=sys.stderr)

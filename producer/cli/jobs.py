@@ -61,12 +61,12 @@ def cmd_submit(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     from producer.health import health_lines, job_health
     from producer.progress import fmt_eta
-    from tasks.store import ResultStore, connect
+    from tasks.store import open_store
     from worker.app import create_app
 
     settings = settings_for(args)
     st, health = job_health(
-        ResultStore(connect(settings.redis_url)),
+        open_store(settings),
         create_app(settings),
         args.job,
         queue=settings.queue,
@@ -96,9 +96,9 @@ def results_job(job_id: str, model: str | None, settings: Settings) -> str:
     Says on stderr when it falls back to another model's records.
     """
     from producer.versions import pick_version
-    from tasks.store import ResultStore, connect
+    from tasks.store import open_store
 
-    version = pick_version(ResultStore(connect(settings.redis_url)), job_id, model)
+    version = pick_version(open_store(settings), job_id, model)
     if version.note:
         print(f"bulktag: note: {version.note}", file=sys.stderr)
     elif version.job != job_id:
@@ -156,9 +156,9 @@ def cmd_retry(args: argparse.Namespace) -> int:
 
 def cmd_jobs(args: argparse.Namespace) -> int:
     from producer.progress import summary_line
-    from tasks.store import ResultStore, connect
+    from tasks.store import open_store
 
-    store = ResultStore(connect(settings_for(args).redis_url))
+    store = open_store(settings_for(args))
     for job_id in store.list_jobs(args.limit):
         print(summary_line(store.status(job_id)))
     return 0

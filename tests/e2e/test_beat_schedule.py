@@ -16,6 +16,7 @@ from PIL import Image
 
 from producer.samples import build_corpus
 from tasks import keys
+from tasks.store import ResultStore
 from tests.servers import BULKTAG, REPO, running_worker
 
 pytestmark = pytest.mark.e2e
@@ -55,7 +56,7 @@ class RunWatcher:
 
 
 def job_done(client: redis.Redis, job: str) -> bool:
-    return client.hget(keys.job(job), "state") == "done"
+    return ResultStore(client).job_state(job) == "done"
 
 
 def test_beat_retags_only_new_images(
@@ -94,7 +95,7 @@ def test_beat_retags_only_new_images(
             assert [int(r["last_enqueued"]) for r in quiet] == [0, 0]
             assert all(int(r["last_unchanged"]) == listed for r in quiet)
             assert forwarded(redis_client) == len(corpus.unique)
-            assert redis_client.zcard(keys.jobs()) == 1  # no job at all for a quiet run
+            assert len(ResultStore(redis_client).list_jobs()) == 1  # no job at all for a quiet run
 
             # When one new image appears, the next run enqueues and forwards just that one
             new = photos / "new.jpg"
@@ -109,7 +110,7 @@ def test_beat_retags_only_new_images(
             assert int(changed["last_enqueued"]) == 1
             assert int(changed["last_unchanged"]) == listed
             wait_for("second job", lambda: job_done(redis_client, changed["last_job"]))
-            assert redis_client.lrange(keys.job_uris(changed["last_job"]), 0, -1) == [str(new)]
+            assert list(ResultStore(redis_client).iter_uris(changed["last_job"])) == [str(new)]
             assert forwarded(redis_client) == len(corpus.unique) + 1
         finally:
             os.killpg(beat.pid, signal.SIGTERM)

@@ -72,9 +72,7 @@ def test_endpoint_sums_all_pool_processes_and_reads_redis_gauges(
         # ...and another job is still being enumerated (no worker has its chunks)
         store = ResultStore(redis_client)
         store.create_job("open", 4, "test")
-        pipe = redis_client.pipeline()
-        store.add_chunk(pipe, "open", ["/a.jpg", "/b.jpg"])
-        pipe.execute()
+        store.add_uris("open", 0, [["/a.jpg", "/b.jpg"]])
         samples = scrape(port)
         status = store.status("m")
         per_process = [

@@ -11,6 +11,7 @@ import redis
 
 from producer.samples import build_corpus
 from tasks import keys
+from tasks.store import ResultStore
 from tests.servers import BULKTAG, REPO, WorkerProcess, running_worker
 from weights.checkpoint import model_id_for
 from weights.fetch import write_untrained
@@ -78,7 +79,7 @@ def test_reprocess_retags_with_the_new_model_and_keeps_the_old_results(
     assert any(a["top3"] != b["top3"] for a, b in zip(old, current, strict=True))
     # ...both models' dedupe caches live side by side
     for model in (model_a, model_b):
-        assert len(redis_client.keys(keys.cached_result(model, "*"))) == len(corpus.unique)
+        assert ResultStore(redis_client).cache_entries(model) == len(corpus.unique)
     # ...and re-tagging again with the same model is refused with one clear line
     assert again.returncode == 1
     assert f"already has records by the current model {model_b}" in again.stderr

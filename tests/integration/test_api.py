@@ -28,6 +28,7 @@ from producer.submit import submit
 from tasks.records import Label, Record
 from tasks.settings import Settings
 from tasks.store import ResultStore, connect
+from tests.servers import results_env
 
 TOKEN = "s3cret-token"
 # The Host every test client sends: the API answers loopback names only by default.
@@ -41,7 +42,7 @@ def photo(path: Path, size: tuple[int, int] = (640, 480)) -> Path:
 
 
 def settings_for(redis_url: str, root: Path, **changes: Any) -> Settings:
-    env = {"BULKTAG_REDIS_URL": redis_url, "BULKTAG_ALLOWED_ROOTS": str(root)}
+    env = {"BULKTAG_REDIS_URL": redis_url, "BULKTAG_ALLOWED_ROOTS": str(root), **results_env()}
     return replace(Settings.from_env(env), **changes)
 
 

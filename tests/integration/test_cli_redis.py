@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 
 from producer.cli import main
+from tasks.store import ResultStore
+from tests.servers import results_env
 
 
 def test_missing_source_is_one_clear_line(
@@ -45,7 +47,7 @@ def test_submission_that_fails_midway_keeps_what_was_sent_and_can_finish(
 
     # publish chunk by chunk (the module, not the function `producer.submit` re-exports)
     monkeypatch.setattr(importlib.import_module("producer.submit"), "PUBLISH_BATCH_URIS", 2)
-    settings = Settings.from_env({"BULKTAG_REDIS_URL": redis_url})
+    settings = Settings.from_env({"BULKTAG_REDIS_URL": redis_url, **results_env()})
     with pytest.raises(OSError):
         submit_fn("flaky.txt", job="broken", chunk_size=2, settings=settings, uris=flaky())
     # Then the job holds the 4 URIs already published (2 chunks), not 'enumerating' forever
@@ -103,7 +105,7 @@ def test_a_publish_batch_that_fails_is_not_counted(
 
     monkeypatch.setattr(module, "send_tag_chunk", send_then_fail)
     uris = [str(tmp_path / f"{i}.jpg") for i in range(10)]
-    settings = Settings.from_env({"BULKTAG_REDIS_URL": redis_url})
+    settings = Settings.from_env({"BULKTAG_REDIS_URL": redis_url, **results_env()})
     with pytest.raises(ConnectionError):
         submit_fn("list", job="half", chunk_size=2, settings=settings, uris=uris)
     store = ResultStore(connect(redis_url))
@@ -123,7 +125,7 @@ def test_cancel_stops_a_producer_waiting_for_queue_room(tmp_path: Path, redis_ur
     from tasks.store import ResultStore, connect
 
     # Given a producer held by --max-queued 1 with no worker draining the queue
-    settings = Settings.from_env({"BULKTAG_REDIS_URL": redis_url})
+    settings = Settings.from_env({"BULKTAG_REDIS_URL": redis_url, **results_env()})
     uris = [str(tmp_path / f"{i}.jpg") for i in range(10)]
     raised: list[BaseException] = []
 
@@ -162,7 +164,7 @@ def test_priority_high_submits_to_the_interactive_lane(tmp_path: Path, redis_url
     argv = ["--redis-url", redis_url, "submit", str(tmp_path), "--chunk-size", "1"]
     assert main([*argv, "--priority", "high", "--job", "cli-high"]) == 0
     assert (client.llen("bulktag.high"), client.llen("bulktag")) == (3, 0)
-    assert client.hget("bulktag:job:cli-high", "priority") == b"high"
+    assert ResultStore(client).job_field("cli-high", "priority") == "high"
     assert main([*argv, "--job", "cli-normal"]) == 0
     assert (client.llen("bulktag.high"), client.llen("bulktag")) == (3, 3)
     # the Python API

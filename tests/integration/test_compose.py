@@ -50,7 +50,12 @@ def local(argv: list[str]) -> list[str]:
 
 def test_compose_file_is_valid_for_docker_compose() -> None:
     binary = need_binary("docker-compose")
-    env = {**os.environ, "REDIS_PASSWORD": "ci-check", "FLOWER_BASIC_AUTH": "ci:check"}
+    env = {
+        **os.environ,
+        "REDIS_PASSWORD": "ci-check",
+        "POSTGRES_PASSWORD": "ci-check",
+        "FLOWER_BASIC_AUTH": "ci:check",
+    }
     for profile in ([], ["--profile", "gpu", "--profile", "tools", "--profile", "monitoring"]):
         proc = subprocess.run(
             [binary, *profile, "config", "-q"], cwd=REPO, env=env, capture_output=True, text=True
@@ -111,11 +116,22 @@ def test_redis_service_command_starts_a_password_protected_aof_redis(tmp_path: P
         # Then it persists with AOF, never evicts, and refuses clients without the password
         assert client.config_get("appendonly") == {"appendonly": "yes"}
         assert client.config_get("maxmemory-policy") == {"maxmemory-policy": "noeviction"}
+        assert client.config_get("maxmemory") == {"maxmemory": str(1024**3)}  # bounded
         with pytest.raises(redis.AuthenticationError):
             redis.Redis(port=port).ping()
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_results_go_to_the_postgres_service_for_every_process_that_reads_them() -> None:
+    spec = services()
+    assert spec["postgres"]["healthcheck"]["test"][1].startswith("pg_isready")
+    assert "postgres-data:/var/lib/postgresql/data" in spec["postgres"]["volumes"]
+    for name in ("worker", "worker-gpu", "beat", "api", "submit"):
+        url = spec[name]["environment"]["BULKTAG_RESULTS_URL"]
+        assert url.startswith("postgresql://bulktag:${POSTGRES_PASSWORD") and "@postgres:" in url
+        assert spec[name]["depends_on"]["postgres"]["condition"] == "service_healthy"
 
 
 def test_prometheus_scrapes_every_worker_replica_and_readme_names_every_service() -> None:

@@ -13,6 +13,7 @@ from producer.submit import submit
 from tasks.records import Record
 from tasks.settings import Settings
 from tasks.store import ResultStore, connect
+from tests.servers import results_env
 
 
 @pytest.mark.parametrize("ending", ["last record", "cancel"])
@@ -21,7 +22,7 @@ def test_wait_returns_when_the_job_ends_not_at_the_next_poll(
 ) -> None:
     # Given a submitted 3-URI job with no worker, and a waiter polling every 30 s
     uris = [str(tmp_path / f"{i}.jpg") for i in range(3)]
-    settings = Settings.from_env({"BULKTAG_REDIS_URL": redis_url})
+    settings = Settings.from_env({"BULKTAG_REDIS_URL": redis_url, **results_env()})
     job = submit("list", job=f"w-{ending[0]}", settings=settings, uris=uris)
     store = ResultStore(connect(redis_url))
     returned: dict[str, float] = {}
@@ -59,7 +60,7 @@ def test_wait_returns_when_the_job_ends_not_at_the_next_poll(
 def test_the_wait_between_polls_ends_when_the_job_ends(tmp_path: Path, redis_url: str) -> None:
     # The sleep between two progress reads is cut short by the job's end: a 30 s one
     # returns as soon as the job is cancelled 0.3 s in.
-    settings = Settings.from_env({"BULKTAG_REDIS_URL": redis_url})
+    settings = Settings.from_env({"BULKTAG_REDIS_URL": redis_url, **results_env()})
     job = submit("list", job="cut", settings=settings, uris=[str(tmp_path / "a.jpg")])
     store = ResultStore(connect(redis_url))
     with job._finished_signal() as sleep:
@@ -84,7 +85,7 @@ def test_wait_still_polls_without_pub_sub(
 
     monkeypatch.setattr(redis.client.PubSub, "subscribe", no_pubsub)
     uris = [str(tmp_path / "a.jpg")]
-    settings = Settings.from_env({"BULKTAG_REDIS_URL": redis_url})
+    settings = Settings.from_env({"BULKTAG_REDIS_URL": redis_url, **results_env()})
     job = submit("list", job="nopubsub", settings=settings, uris=uris)
     ResultStore(connect(redis_url)).cancel_job(job.id)
     assert Job.attach(job.id, settings).wait(poll=0.05, timeout=5).state == "cancelled"

@@ -16,6 +16,7 @@ from tasks.errors import ConfigError
 from tasks.records import Label, Record
 from tasks.settings import Settings
 from tasks.store import ResultStore
+from tests.servers import results_env
 
 TOP3 = [Label("tench", 0, 0.5), Label("goldfish", 1, 0.3), Label("shark", 2, 0.1)]
 
@@ -35,7 +36,7 @@ def test_retry_reopens_errors_and_requeues_pending_in_fresh_chunks(
     folder.mkdir()
     for name in "abcdef":
         (folder / f"{name}.jpg").write_bytes(b"x")
-    settings = Settings.from_env({"BULKTAG_REDIS_URL": redis_url})
+    settings = Settings.from_env({"BULKTAG_REDIS_URL": redis_url, **results_env()})
     job = submit(str(folder), job="r", chunk_size=3, settings=settings)
     store = ResultStore(redis_client)
     uris = [uri for _, uri, _ in store.records("r")]

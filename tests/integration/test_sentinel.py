@@ -62,10 +62,10 @@ def test_store_and_broker_both_find_the_master_through_sentinel(
     url, master = sentinel_url
     direct = redis.Redis.from_url(master.url, decode_responses=True)
 
-    # The results store writes to the master the sentinel names
+    # The store's work state goes to the master the sentinel names
     store = ResultStore(connect(url))
-    assert store.create_job("ha", 2, "test")
-    assert direct.hget("bulktag:job:ha", "state") == "enumerating"
+    store.worker_info("host", 1, ready_at=1.0)
+    assert direct.hget("bulktag:worker:host:1", "ready_at") == "1.0"
 
     # ...and a producer's chunk message lands in the master's queue
     app = create_app(Settings(redis_url=url))

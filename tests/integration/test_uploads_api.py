@@ -114,7 +114,7 @@ def test_upload_stores_by_content_sniffs_and_queues_on_the_high_lane(
     assert args[0] == job and [i for i, _ in args[1]] == [0, 1]
     status = client.get(f"/jobs/{job}", headers=AUTH).json()
     assert (status["total"], status["error"], status["state"]) == (3, 1, "running")
-    assert redis_client.hget(f"bulktag:job:{job}", "priority") == "high"
+    assert ResultStore(redis_client).job_field(job, "priority") == "high"
 
 
 def test_same_bytes_twice_are_stored_once(client: TestClient, tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""Unit-test fixtures: an in-memory ResultStore (fakeredis with Lua) and record factories."""
+"""Unit-test fixtures: an in-memory ResultStore (fakeredis + in-memory SQLite) and records."""
 
 from __future__ import annotations
 
@@ -6,14 +6,20 @@ import fakeredis
 import pytest
 
 from tasks.records import Label, Record
+from tasks.results_db import ResultsDB
 from tasks.store import ResultStore
 
 TOP3 = [Label("tench", 0, 0.5), Label("goldfish", 1, 0.3), Label("shark", 2, 0.1)]
 
 
+def memory_store() -> ResultStore:
+    """A store of its own: fakeredis for work, a private in-memory SQLite for results."""
+    return ResultStore(fakeredis.FakeRedis(decode_responses=True), ResultsDB.in_memory())
+
+
 @pytest.fixture
 def store() -> ResultStore:
-    return ResultStore(fakeredis.FakeRedis(decode_responses=True))
+    return memory_store()
 
 
 def ok_record(uri: str) -> Record:

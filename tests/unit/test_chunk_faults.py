@@ -10,7 +10,6 @@ import signal
 from types import SimpleNamespace
 from typing import Any
 
-import fakeredis
 import pytest
 import redis
 from celery.exceptions import Reject
@@ -19,16 +18,15 @@ import tasks.tag as tag
 from tasks import fault_injection, pipeline, poison, process
 from tasks.chunks import ChunkLedger
 from tasks.store import ResultStore
+from tests.unit.conftest import memory_store
 
 
 @pytest.fixture
 def store(monkeypatch: pytest.MonkeyPatch) -> ResultStore:
     """A job "j" of three URIs in a fakeredis store, wired into the task module."""
-    store = ResultStore(fakeredis.FakeRedis(decode_responses=True))
+    store = memory_store()
     store.create_job("j", 3, "src")
-    pipe = store.r.pipeline()
-    store.add_chunk(pipe, "j", ["/d/a.jpg", "/d/b.jpg", "/d/c.jpg"])
-    pipe.execute()
+    store.add_uris("j", store.status("j").total, [["/d/a.jpg", "/d/b.jpg", "/d/c.jpg"]])
     store.finish_enumeration("j")
     monkeypatch.setattr(process, "store", lambda: store)
     monkeypatch.setattr(process, "ledger", lambda: ChunkLedger(store.r))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import fakeredis
 import pytest
 
 from producer.incremental import fingerprinted, local_fingerprint
@@ -16,20 +15,19 @@ from tasks.records import Label, Record
 from tasks.settings import Settings
 from tasks.source_index import SourceIndex
 from tasks.store import ResultStore
+from tests.unit.conftest import memory_store
 
 TOP3 = [Label("tench", 0, 0.5), Label("goldfish", 1, 0.3), Label("shark", 2, 0.1)]
 
 
 @pytest.fixture
 def store() -> ResultStore:
-    return ResultStore(fakeredis.FakeRedis(decode_responses=True))
+    return memory_store()
 
 
 def finished_job(store: ResultStore, job: str, records: list[Record]) -> None:
     store.create_job(job, 2, "test")
-    pipe = store.r.pipeline()
-    store.add_chunk(pipe, job, [r.uri for r in records])
-    pipe.execute()
+    store.add_uris(job, store.status(job).total, [[r.uri for r in records]])
     store.finish_enumeration(job)
     store.record_outcomes(job, [(i, r, False) for i, r in enumerate(records)])
 

@@ -10,9 +10,7 @@ from tests.unit.conftest import error_record, ok_record
 def finished_job(store: ResultStore) -> None:
     """Job j: a ok, b error, c error, d ok; done."""
     store.create_job("j", 4, "src")
-    pipe = store.r.pipeline()
-    store.add_chunk(pipe, "j", ["a", "b", "c", "d"])
-    pipe.execute()
+    store.add_uris("j", store.status("j").total, [["a", "b", "c", "d"]])
     store.finish_enumeration("j")
     store.record_outcomes(
         "j",
@@ -87,9 +85,7 @@ def test_cancel_stops_a_running_job_but_not_a_finished_one(store: ResultStore) -
     assert store.status("k").state == "cancelled"
     assert store.cancel_job("k") == "cancelled"
     # a late chunk's records do not bring a cancelled job back to done
-    pipe = store.r.pipeline()
-    store.add_chunk(pipe, "k", ["x"])
-    pipe.execute()
+    store.add_uris("k", store.status("k").total, [["x"]])
     store.record_outcomes("k", [(0, ok_record("x"), False)])
     assert store.status("k").state == "cancelled"
 

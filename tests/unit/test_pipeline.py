@@ -5,7 +5,6 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import fakeredis
 import pytest
 
 from producer.samples import build_corpus
@@ -13,7 +12,7 @@ from tasks.fetch import fetch_bytes
 from tasks.inference import Tagger
 from tasks.pipeline import tag_items
 from tasks.settings import Settings
-from tasks.store import ResultStore
+from tests.unit.conftest import memory_store
 from weights.checkpoint import load_checkpoint
 
 
@@ -26,7 +25,7 @@ def test_repeat_images_run_inference_once(tagger: Tagger, tmp_path: Path) -> Non
     corpus = build_corpus(tmp_path, 10, sizes=[(320, 240)], repeat_fraction=0.3, broken=2)
     paths = [*corpus.all, tmp_path / "missing.jpg", corpus.unique[0]]
     items = [(i, str(p)) for i, p in enumerate(paths)]
-    store = ResultStore(fakeredis.FakeRedis(decode_responses=True))
+    store = memory_store()
     settings = Settings(allowed_roots=(tmp_path,), batch_size=4)
     before = tagger.forward_images
     with ThreadPoolExecutor(2) as pool:

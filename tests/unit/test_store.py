@@ -1,4 +1,4 @@
-"""ResultStore accounting on fakeredis (with Lua): idempotent, per-URI, adds up."""
+"""ResultStore accounting (in-memory SQLite results, fakeredis work): idempotent, adds up."""
 
 from __future__ import annotations
 
@@ -10,9 +10,7 @@ from tests.unit.conftest import error_record, ok_record
 
 
 def enqueue(store: ResultStore, job: str, uris: list[str]) -> None:
-    pipe = store.r.pipeline()
-    store.add_chunk(pipe, job, uris)
-    pipe.execute()
+    store.add_uris(job, store.status(job).total, [uris])
 
 
 def test_counts_add_up_and_job_finishes(store: ResultStore) -> None:
@@ -82,5 +80,6 @@ def test_late_chunk_of_a_deleted_job_recreates_nothing(store: ResultStore) -> No
     # When that chunk's records arrive
     store.record_outcomes("j", [(0, ok_record("a"), False)])
     # Then no partial job appears, and the id can be used afresh
+    assert store.list_jobs() == []
     assert store.r.keys("bulktag:job:j*") == []
     assert store.create_job("j", 1, "src")

@@ -1,4 +1,4 @@
-"""ResultStore.search / label_counts (the scan over Redis records): order and paging."""
+"""ResultStore.search / label_counts (the SQL results store's label index): order, paging."""
 
 from __future__ import annotations
 

@@ -22,9 +22,7 @@ def wired(store: ResultStore, monkeypatch: pytest.MonkeyPatch) -> ResultStore:
     monkeypatch.setattr(process, "ledger", lambda: ChunkLedger(store.r))
     monkeypatch.setattr(inference, "_current", None)
     store.create_job("j", 2, "src")
-    pipe = store.r.pipeline()
-    store.add_chunk(pipe, "j", ["/a.jpg", "/b.jpg"])
-    pipe.execute()
+    store.add_uris("j", store.status("j").total, [["/a.jpg", "/b.jpg"]])
     store.finish_enumeration("j")
     return store
 
