@@ -81,6 +81,7 @@ def run_chunk(chunk: Chunk, send_alone: Callable[[list[Item]], None]) -> dict[st
         log.info(
             "job %s %s: skipping chunk of %d", chunk.job_id, state or "deleted", len(chunk.items)
         )
+        store.worker_counters(process.hostname(), os.getpid(), skipped_chunks=1)
         return {"job": chunk.job_id, "skipped": len(chunk.items)}
     deliveries = ledger.begin(
         chunk.job_id,

@@ -17,6 +17,7 @@ from celery.exceptions import Reject
 import tasks.tag as tag
 from tasks import fault_injection, pipeline, poison, process
 from tasks.chunks import ChunkLedger
+from tasks.records import Record
 from tasks.store import ResultStore
 from tests.unit.conftest import memory_store
 
@@ -124,6 +125,23 @@ def test_cancelled_or_deleted_job_chunks_are_skipped(
     assert tag.tag_chunk("j", ITEMS, {}) == {"job": "j", "skipped": 3}
     assert tag.tag_chunk("gone", ITEMS, {}) == {"job": "gone", "skipped": 3}
     assert ChunkLedger(store.r).deliveries("j") == {}
+
+
+def test_a_done_jobs_late_duplicate_is_skipped_and_leaves_no_ledger(
+    store: ResultStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given the job done (every URI recorded) and its ledger set to expire
+    outs = [(i, Record(u, None, "error", "gone", None, "m"), False) for i, u in ITEMS]
+    store.record_outcomes("j", outs)
+    assert store.status("j").state == "done"
+
+    def must_not_run(*_: Any, **__: Any) -> Any:
+        raise AssertionError("a done job's chunk ran")
+
+    monkeypatch.setattr(pipeline, "tag_items", must_not_run)
+    # When a copy of one of its chunks arrives, it is skipped: no record, no Redis key
+    assert tag.tag_chunk("j", ITEMS, {}) == {"job": "j", "skipped": 3}
+    assert store.r.keys("bulktag:job:j:*") == []
 
 
 def test_crash_hook_is_inert_unless_the_marker_matches_a_file_name(
