@@ -1,8 +1,9 @@
 """docs/TASK_CONTRACT.md, followed by a client that imports no bulktag (and no Celery).
 
-The "client" below writes the job keys of §3 with plain Redis commands and pushes a
-hand-built Celery protocol-2 message (§2, with the Redis wrapper kombu expects) onto
-the queue; a real `bulktag worker` must tag it and write the records of §4. A second
+The "client" below writes the job rows of §3 with plain SQL (the test's SQLite results
+database, through the sqlite3 module) and pushes a hand-built Celery protocol-2 message
+(§2, with the Redis wrapper kombu expects) onto the queue; a real `bulktag worker` must
+tag it and write the records of §4. A second
 message that breaks the contract is rejected without harming the worker.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import json
+import sqlite3
 import time
 import uuid
 from pathlib import Path
@@ -62,39 +64,44 @@ def raw_message(task: str, args: list[object], queue: str) -> str:
     )
 
 
-def write_job(client: redis.Redis, job: str, uris: list[str]) -> None:
-    """§3: create the job, count its one chunk, end enumeration (no records exist yet)."""
-    assert client.hsetnx(f"bulktag:job:{job}", "job", job) == 1
-    now = time.time()
-    pipe = client.pipeline(transaction=True)
-    pipe.hset(
-        f"bulktag:job:{job}",
-        mapping={
-            "job": job,
-            "state": "enumerating",
-            "total": 0,
-            "ok": 0,
-            "error": 0,
-            "deduped": 0,
-            "chunks": 0,
-            "chunk_size": len(uris),
-            "created_at": now,
-            "source": "hand-built contract client",
-        },
+def database(results_url: str) -> sqlite3.Connection:
+    """The results database as a non-Python client would open it (here: sqlite3)."""
+    db = sqlite3.connect(results_url.removeprefix("sqlite:///"), isolation_level=None)
+    db.row_factory = sqlite3.Row
+    db.execute("PRAGMA busy_timeout = 30000")
+    return db
+
+
+def write_job(db: sqlite3.Connection, job: str, uris: list[str]) -> None:
+    """§3: create the job, book its one chunk, end enumeration (no records exist yet)."""
+    created = db.execute(
+        "INSERT INTO jobs (job_id, state, chunk_size, created_at, source) "
+        "VALUES (?, 'enumerating', ?, ?, 'hand-built contract client') "
+        "ON CONFLICT (job_id) DO NOTHING RETURNING job_id",
+        (job, len(uris), time.time()),
+    ).fetchall()
+    assert created, "the job id exists"
+    db.execute("BEGIN IMMEDIATE")
+    db.executemany(
+        "INSERT INTO job_uris (job_id, idx, uri) VALUES (?, ?, ?)",
+        [(job, i, uri) for i, uri in enumerate(uris)],
     )
-    pipe.zadd("bulktag:jobs", {job: now})
-    pipe.execute()
-    pipe = client.pipeline(transaction=True)
-    pipe.rpush(f"bulktag:job:{job}:uris", *uris)
-    pipe.hincrby(f"bulktag:job:{job}", "total", len(uris))
-    pipe.hincrby(f"bulktag:job:{job}", "chunks", 1)
-    pipe.execute()
+    db.execute(
+        "UPDATE jobs SET total = total + ?, chunks = chunks + 1 WHERE job_id = ?", (len(uris), job)
+    )
+    db.execute("COMMIT")
     # End of enumeration: no worker has seen a message yet, so "running" is the answer.
-    client.hset(f"bulktag:job:{job}", "state", "running")
+    db.execute(
+        "UPDATE jobs SET state = 'running' WHERE job_id = ? AND state = 'enumerating'", (job,)
+    )
 
 
 def test_a_hand_built_message_is_tagged_like_bulktag_own(
-    worker_env: dict[str, str], redis_client: redis.Redis, tmp_path: Path, dev_weights: Path
+    worker_env: dict[str, str],
+    redis_client: redis.Redis,
+    tmp_path: Path,
+    dev_weights: Path,
+    results_url: str,
 ) -> None:
     # Given two photos and a job written key by key as the contract says
     photos = []
@@ -102,7 +109,11 @@ def test_a_hand_built_message_is_tagged_like_bulktag_own(
         path = tmp_path / f"photo{i}.png"
         Image.new("RGB", (320, 240), colour).save(path)
         photos.append(path)
-    write_job(redis_client, "raw-1", [str(p) for p in photos])
+    from tasks.results_db import ResultsDB
+
+    ResultsDB.open(results_url)  # the schema (bulktag db upgrade), as an operator would make it
+    db = database(results_url)
+    write_job(db, "raw-1", [str(p) for p in photos])
     items = [[i, str(p)] for i, p in enumerate(photos)]
 
     with running_worker(worker_env, tmp_path / "worker.log", redis_client, 1):
@@ -112,21 +123,24 @@ def test_a_hand_built_message_is_tagged_like_bulktag_own(
         redis_client.lpush("bulktag", bad)
         redis_client.lpush("bulktag", good)
         deadline = time.monotonic() + 60
-        while redis_client.hget("bulktag:job:raw-1", "state") != "done":
+        state = "SELECT state FROM jobs WHERE job_id = 'raw-1'"
+        while db.execute(state).fetchone()["state"] != "done":
             assert time.monotonic() < deadline, (tmp_path / "worker.log").read_text()[-3000:]
             time.sleep(0.1)
 
     # Then each URI has the record of §4, agreeing with the plain torchvision pipeline
     model = load_reference_model(dev_weights)
     for index, path in enumerate(photos):
-        record = json.loads(redis_client.hget("bulktag:job:raw-1:records", str(index)) or "{}")
+        record = db.execute(
+            "SELECT * FROM records WHERE job_id = 'raw-1' AND idx = ?", (index,)
+        ).fetchone()
         assert (record["uri"], record["status"], record["error"]) == (str(path), "ok", None)
         indices, scores = reference_top3(model, path)
-        assert [label["index"] for label in record["top3"]] == indices
-        assert [label["score"] for label in record["top3"]] == pytest.approx(scores, abs=1e-4)
+        assert [record[f"index{n}"] for n in (1, 2, 3)] == indices
+        assert [record[f"score{n}"] for n in (1, 2, 3)] == pytest.approx(scores, abs=1e-4)
         assert record["model"].startswith("resnet18-")
-    status = redis_client.hgetall("bulktag:job:raw-1")
-    assert (status["total"], status["ok"], status["error"]) == ("2", "2", "0")
+    status = db.execute("SELECT total, ok, error FROM jobs WHERE job_id = 'raw-1'").fetchone()
+    assert tuple(status) == (2, 2, 0)
     # and the malformed message was refused with the reason in the worker's log
     log = (tmp_path / "worker.log").read_text()
     assert "rejected a malformed tag_chunk message: bad item ['zero', 5]" in log

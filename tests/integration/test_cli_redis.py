@@ -168,7 +168,7 @@ def test_priority_high_submits_to_the_interactive_lane(tmp_path: Path, redis_url
     assert main([*argv, "--job", "cli-normal"]) == 0
     assert (client.llen("bulktag.high"), client.llen("bulktag")) == (3, 3)
     # the Python API
-    settings = Settings.from_env({"BULKTAG_REDIS_URL": redis_url})
+    settings = Settings.from_env({"BULKTAG_REDIS_URL": redis_url, **results_env()})
     submit_api(str(tmp_path), job="py-high", chunk_size=3, settings=settings, priority="high")
     assert client.llen("bulktag.high") == 4
     with pytest.raises(Exception, match="priority must be one of normal, high"):

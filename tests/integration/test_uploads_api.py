@@ -196,7 +196,7 @@ def test_total_cap_is_413_by_declared_length_and_by_streamed_bytes(
         assert streamed.status_code == 413, streamed.text
     # nothing stored, no part left behind, no job made
     assert stored_files(tmp_path) == [] and incoming(tmp_path) == []
-    assert redis_client.zcard("bulktag:jobs") == 0
+    assert ResultStore(redis_client).list_jobs() == []
 
 
 def test_too_many_files_is_413(redis_url: str, tmp_path: Path) -> None:

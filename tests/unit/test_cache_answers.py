@@ -21,9 +21,7 @@ MODEL = "resnet18-0123456789ab"
 
 def submitted(store: ResultStore, job: str, uris: list[str]) -> None:
     assert store.create_job(job, 32, "test")
-    pipe = store.r.pipeline()
-    store.add_chunk(pipe, job, uris)
-    pipe.execute()
+    store.add_uris(job, store.status(job).total, [uris])
     store.finish_enumeration(job)
 
 
