@@ -306,12 +306,12 @@ class LocalRun:
 
     def _answer_from_cache(self, job_id: str, settings: Settings, stop: threading.Event) -> None:
         """The cache pass, in a thread beside the progress loop (worker start overlaps it)."""
-        from tasks.store import ResultStore, connect
+        from tasks.store import open_store
 
         assert self.model_id is not None
         # Anything this pass does not answer, or fails on, the worker answers instead.
         with contextlib.suppress(Exception):
-            store = ResultStore(connect(settings.redis_url))
+            store = open_store(settings)
             answer_from_cache(store, job_id, self.model_id, settings, stop)
 
     def _redis(self, stack: contextlib.ExitStack, folder: RunFolder) -> str:
@@ -335,6 +335,7 @@ class LocalRun:
         env = {
             **os.environ,
             "BULKTAG_REDIS_URL": settings.redis_url,
+            "BULKTAG_RESULTS_URL": settings.results_url,
             "BULKTAG_ALLOWED_ROOTS": os.pathsep.join(str(r) for r in roots),
             "PYTHONUNBUFFERED": "1",
         }

@@ -83,7 +83,8 @@ PRECISIONS = ("fp32", "bf16", "fp16", "int8")
 def default_results_url(env: dict[str, str] | None = None) -> str:
     """``sqlite:///${XDG_DATA_HOME:-~/.local/share}/bulktag/results.db`` (absolute)."""
     env = dict(os.environ if env is None else env)
-    base = Path(env.get("XDG_DATA_HOME") or Path.home() / ".local" / "share").expanduser()
+    home = Path(env["HOME"]) if env.get("HOME") else Path.home()
+    base = Path(env.get("XDG_DATA_HOME") or home / ".local" / "share").expanduser()
     return f"sqlite:///{(base / RESULTS_DB_NAME).resolve()}"
 
 

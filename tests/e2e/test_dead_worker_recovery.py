@@ -27,7 +27,7 @@ from producer.samples import build_corpus
 from tasks import keys
 from tasks.heartbeats import recovery_bound
 from tasks.settings import DEFAULT_HEARTBEAT_TTL, DEFAULT_VISIBILITY_TIMEOUT
-from tests.invariants import audit_job, cli, done_count, is_done, snapshot, wait_for
+from tests.invariants import audit_job, cli, done_count, is_done, results, snapshot, wait_for
 from tests.servers import WorkerProcess
 
 pytestmark = pytest.mark.e2e
@@ -86,14 +86,13 @@ def chunk_running_on(client: redis.Redis, job: str, node: str) -> str | None:
 
 
 def chunk_recorded(client: redis.Redis, job: str, chunk: str) -> bool:
-    """Every URI of contiguous chunk ``"first-last"`` has its record."""
+    """Every URI of contiguous chunk ``"first-last"`` has its record (results database)."""
     first, last = (int(n) for n in chunk.split("-"))
-    fields = [str(i) for i in range(first, last + 1)]
-    return all(client.hmget(keys.job_records(job), fields))
+    return all(rec is not None for _, _, rec in results().records_between(job, first, last + 1))
 
 
 def last_record_at(client: redis.Redis, job: str) -> float:
-    return float(client.hget(keys.job(job), "finished_at") or 0)
+    return results().status(job).finished_at or 0.0
 
 
 def recovery_messages(env: dict[str, str], job: str) -> list[dict[str, object]]:

@@ -29,6 +29,7 @@ from tasks.records import Label, Record
 from tasks.settings import Settings
 from tasks.store import ResultStore, connect
 from tests.integration.test_api import LOCAL
+from tests.servers import results_env
 
 TOKEN = "upload-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -52,6 +53,7 @@ def settings_for(redis_url: str, root: Path, **changes: Any) -> Settings:
         "BULKTAG_REDIS_URL": redis_url,
         "BULKTAG_ALLOWED_ROOTS": str(root / "photos"),
         "BULKTAG_UPLOAD_DIR": str(root / "uploads"),
+        **results_env(),
     }
     return replace(Settings.from_env(env), api_token=TOKEN, **changes)
 
