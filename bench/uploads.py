@@ -36,6 +36,7 @@ from bench.e2e import private_redis, worker_env
 from bench.report import load_average, machine, table, write_section
 from producer.samples import build_corpus
 from tasks.settings import Settings
+from tasks.store import ResultStore
 from tests.servers import BULKTAG, REPO, WorkerProcess, free_port
 
 BENCHMARKS = REPO / "docs" / "BENCHMARKS.md"
@@ -125,8 +126,8 @@ def start_api(env: dict[str, str], log: Path) -> tuple[subprocess.Popen[bytes], 
 
 
 def done_count(client: redis.Redis, job: str) -> int:
-    ok, err = client.hmget(f"bulktag:job:{job}", "ok", "error")
-    return int(ok or 0) + int(err or 0)
+    """URIs of ``job`` with a final record (results database of ``BULKTAG_RESULTS_URL``)."""
+    return ResultStore(client).status(job).done_count
 
 
 def measure_mode(
@@ -175,7 +176,7 @@ def measure_mode(
         backlog = [upload(base, p) for p in backlog_photos[: args.uploads]]
         end_n, end_t = done_count(client, job), time.monotonic()
         rate_during = (end_n - after_n) / (end_t - after_t)
-        if client.hget(f"bulktag:job:{job}", "state") != "running":
+        if ResultStore(client).job_state(job) != "running":
             raise RuntimeError("the bulk job ended before the uploads did: use more --bulk-uris")
         share = min(1.0, statistics.median(idle) * len(backlog) / (end_t - after_t))
         print(
