@@ -19,6 +19,7 @@ from tasks.settings import Settings
 from tasks.store import ResultStore
 from tests.integration.test_api import LOCAL
 from tests.labelled_jobs import MODEL, ok, seed_job
+from tests.servers import results_env
 
 LABELS = ["tench", "goldfish", "great white shark", "tiger shark", "hammerhead"]
 
@@ -46,7 +47,7 @@ def client(redis_url: str, tmp_path: Path) -> Iterator[TestClient]:
             for i in range(6, 12)
         ],
     )
-    env = {"BULKTAG_REDIS_URL": redis_url, "BULKTAG_ALLOWED_ROOTS": str(tmp_path)}
+    env = {"BULKTAG_REDIS_URL": redis_url, "BULKTAG_ALLOWED_ROOTS": str(tmp_path), **results_env()}
     settings = replace(Settings.from_env(env), weights=tmp_path / "no-local-weights.pt")
     with TestClient(create_api(settings), base_url=LOCAL) as c:
         yield c
