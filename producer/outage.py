@@ -18,7 +18,6 @@ from collections.abc import Callable
 
 import redis
 
-from tasks import keys
 from tasks.errors import StoreUnavailable
 
 # How long a wait keeps retrying an unreachable Redis: longer than a restart (AOF
@@ -88,33 +87,14 @@ class Outage:
 
 
 def vanished(job_id: str) -> str:
-    """The message for a job that existed during this wait and is no longer in Redis."""
+    """The message for a job that existed during this wait and is no longer stored."""
     return (
-        f"job {job_id}: its state is gone from Redis (was the server restarted without "
-        "persistence, or the job deleted?); its URIs cannot be tracked any more: submit "
-        "them again as a new job"
+        f"job {job_id}: it is gone from the results database (deleted or pruned while "
+        "this wait ran?); submit its URIs again as a new job"
     )
 
 
 def missing(client: redis.Redis, job_id: str) -> str:
-    """Why ``job_id`` is not found: a plain "no job named", or, when this Redis holds no
-    jobs at all, the likelier story of an empty restart (said firmly when it persists
-    nothing: no AOF and no ``save`` schedule)."""
-    base = f"no job named {job_id!r}"
-    try:
-        if client.zcard(keys.jobs()):
-            return base
-        aof = bool(client.info("persistence").get("aof_enabled"))
-        uptime = int(client.info("server").get("uptime_in_seconds", 0))
-    except redis.RedisError:
-        return base
-    try:
-        snapshots = bool(str(client.config_get("save").get("save", "")).strip())
-    except redis.RedisError:  # CONFIG is often disabled on managed Redis: unknown
-        return f"{base} (this Redis holds no jobs at all: was it restarted empty or flushed?)"
-    if aof or snapshots:
-        return f"{base} (this Redis holds no jobs at all: was it flushed?)"
-    return (
-        f"{base}: this Redis holds no jobs at all and persists nothing (no AOF, no save "
-        f"schedule; up {uptime}s): if it was restarted, every job's state is gone"
-    )
+    """Why ``job_id`` is not found. Jobs live in the results database (issue 12), so an
+    empty or restarted Redis says nothing about them: a plain "no job named"."""
+    return f"no job named {job_id!r}"
