@@ -15,6 +15,7 @@ from producer.cli import main
 from tasks.records import Label, Record
 from tasks.settings import Settings
 from tasks.store import ResultStore, connect
+from tests.integration.test_api import LOCAL
 from tests.servers import results_env
 
 TOP3 = [Label("tabby", 281, 0.6), Label("tiger cat", 282, 0.2), Label("Egyptian cat", 285, 0.1)]
@@ -88,7 +89,7 @@ def test_db_upgrade_creates_then_reports_the_revision(
 @pytest.fixture
 def api(redis_url: str, tmp_path: Path) -> Iterator[TestClient]:
     env = {"BULKTAG_REDIS_URL": redis_url, "BULKTAG_ALLOWED_ROOTS": str(tmp_path), **results_env()}
-    with TestClient(create_api(Settings.from_env(env))) as client:
+    with TestClient(create_api(Settings.from_env(env)), base_url=LOCAL) as client:
         yield client
 
 
