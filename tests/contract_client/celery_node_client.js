@@ -1,60 +1,33 @@
-// A bulktag client with no bulktag and no Python: docs/TASK_CONTRACT.md §2-§4, from Node
-// with celery-node (npm) sending the task and ioredis (its dependency) writing the job keys.
+// A bulktag client with no bulktag and no Python: docs/TASK_CONTRACT.md §2, from Node with
+// celery-node (npm) sending the task. The job rows of §3 live in the results database and
+// are written before this runs (the test does it with plain SQL, as any client would);
+// this program sends the chunk's message and waits until a worker has begun it (the
+// chunk's delivery counter in Redis), so the message is known to have been published.
 //
-// usage: node celery_node_client.js REDIS_URL JOB PROTOCOL(1|2) URI...
-// Exits 0 once the job is done (prints its hash as JSON), 1 on any error or after 120 s.
+// usage: node celery_node_client.js REDIS_URL JOB PROTOCOL(1|2) FIRST URI...
+// Exits 0 once a worker took the chunk, 1 on any error or after 120 s.
 "use strict";
 const celery = require("celery-node");
 const Redis = require("ioredis");
 
-// §3.3, end of enumeration: the same script bulktag's producer runs.
-const FINISH_ENUMERATION = `
-if redis.call('HGET', KEYS[1], 'state') ~= 'enumerating' then return 0 end
-redis.call('HSET', KEYS[1], 'state', 'running')
-local h = redis.call('HMGET', KEYS[1], 'total', 'ok', 'error')
-if tonumber(h[2]) + tonumber(h[3]) >= tonumber(h[1]) then
-  redis.call('HSET', KEYS[1], 'state', 'done', 'finished_at', ARGV[1])
-  redis.call('PUBLISH', KEYS[1] .. ':finished', 'done')
-end
-return 1`;
-
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 async function main() {
-  const [redisUrl, job, protocol, ...uris] = process.argv.slice(2);
-  const key = `bulktag:job:${job}`;
+  const [redisUrl, job, protocol, first, ...uris] = process.argv.slice(2);
   const r = new Redis(redisUrl);
-  // §3.1: create the job hash, refusing an existing id
-  if ((await r.hsetnx(key, "job", job)) !== 1) throw new Error(`job ${job} exists`);
-  const now = Date.now() / 1000;
-  await r
-    .multi()
-    .hset(key, {
-      job, state: "enumerating", total: 0, ok: 0, error: 0, deduped: 0, chunks: 0,
-      chunk_size: uris.length, created_at: now, source: "celery-node contract client",
-    })
-    .zadd("bulktag:jobs", now, job)
-    .exec();
-  // §3.2: count the chunk and list its URIs before its message exists
-  await r
-    .multi()
-    .rpush(`${key}:uris`, ...uris)
-    .hincrby(key, "total", uris.length)
-    .hincrby(key, "chunks", 1)
-    .exec();
   // §2: the message. The backend URL is the workers' Redis, never celery-node's default
   // amqp:// (which would connect to any local RabbitMQ); the result is never awaited.
   const client = celery.createClient(redisUrl, redisUrl, "bulktag");
   client.conf.TASK_PROTOCOL = Number(protocol);
-  client.sendTask("bulktag.tag_chunk", [job, uris.map((uri, i) => [i, uri]), {}], {});
-  await r.eval(FINISH_ENUMERATION, 1, key, now);
-  // §4: the job is done when ok + error == total; read its hash
+  const items = uris.map((uri, i) => [Number(first) + i, uri]);
+  client.sendTask("bulktag.tag_chunk", [job, items, {}], {});
+  // A worker that begins a chunk counts its delivery in bulktag:job:<id>:deliveries.
   const deadline = Date.now() + 120000;
-  while ((await r.hget(key, "state")) !== "done") {
-    if (Date.now() > deadline) throw new Error(`job ${job} not done after 120 s`);
+  while ((await r.hlen(`bulktag:job:${job}:deliveries`)) < 1) {
+    if (Date.now() > deadline) throw new Error(`no worker took job ${job}'s chunk in 120 s`);
     await sleep(100);
   }
-  console.log(JSON.stringify(await r.hgetall(key)));
+  console.log(JSON.stringify({ job, sent: items.length }));
   await client.disconnect();
   r.disconnect();
 }

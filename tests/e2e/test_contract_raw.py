@@ -147,7 +147,7 @@ def test_a_hand_built_message_is_tagged_like_bulktag_own(
 
 
 def test_malformed_wrappers_are_refused_without_dropping_the_connection(
-    worker_env: dict[str, str], redis_client: redis.Redis, tmp_path: Path
+    worker_env: dict[str, str], redis_client: redis.Redis, tmp_path: Path, results_url: str
 ) -> None:
     # Given a job of two photos written as the contract says
     photos = []
@@ -155,7 +155,12 @@ def test_malformed_wrappers_are_refused_without_dropping_the_connection(
         path = tmp_path / f"photo{i}.png"
         Image.new("RGB", (320, 240), (40 * i, 90, 200)).save(path)
         photos.append(path)
-    write_job(redis_client, "raw-2", [str(p) for p in photos])
+    from tasks.results_db import ResultsDB
+
+    ResultsDB.open(results_url)  # the schema (bulktag db upgrade), as an operator would make it
+    db = database(results_url)
+    write_job(db, "raw-2", [str(p) for p in photos])
+    job_row = "SELECT state, total, ok, error FROM jobs WHERE job_id = 'raw-2'"
     items = [[i, str(p)] for i, p in enumerate(photos)]
     good = json.loads(raw_message("bulktag.tag_chunk", ["raw-2", items, {}], "bulktag"))
 
@@ -182,14 +187,13 @@ def test_malformed_wrappers_are_refused_without_dropping_the_connection(
             redis_client.lpush("bulktag", raw)
         redis_client.lpush("bulktag", json.dumps(good))
         deadline = time.monotonic() + 60
-        while redis_client.hget("bulktag:job:raw-2", "state") != "done":
+        while db.execute(job_row).fetchone()["state"] != "done":
             assert time.monotonic() < deadline, (tmp_path / "worker.log").read_text()[-3000:]
             time.sleep(0.1)
         # Then the good chunk is tagged by the same worker and the same pool process
         assert worker.proc.poll() is None
         assert set(redis_client.smembers("bulktag:workers")) == pool_before
-        status = redis_client.hgetall("bulktag:job:raw-2")
-        assert (status["total"], status["ok"], status["error"]) == ("2", "2", "0")
+        assert tuple(db.execute(job_row).fetchone())[1:] == (2, 2, 0)
         # and nothing is stranded: the queue is empty, nothing is left un-acked
         assert redis_client.llen("bulktag") == 0
         assert redis_client.hlen("unacked") == 0
