@@ -33,7 +33,6 @@ import redis
 from rich.console import Console
 
 from producer.cache_answers import answer_from_cache, answerable
-from producer.cli.common import DECODE_MODES, DEVICES, PRECISIONS, positive_int
 from producer.export import check_format, export_records
 from producer.local_services import LocalWorker, PrivateRedis
 from producer.run_folder import (
@@ -43,7 +42,8 @@ from producer.run_folder import (
     claim_run_folder,
     prune_logs,
 )
-from producer.sources import REMOTE_SCHEMES
+from producer.run_table import common_root, show_table
+from producer.sources import local_roots
 from tasks.errors import BulktagError, ConfigError
 from tasks.records import JobStatus
 from tasks.settings import Settings
@@ -51,61 +51,6 @@ from weights.checkpoint import model_id_for, verify_file
 
 TABLE_ROWS = 10  # rows of the summary table when the results go to the default file
 EXIT_ERROR = 1
-
-
-def add_parser(sub: Any) -> None:
-    """Register ``bulktag run`` on the ``bulktag`` subparsers."""
-    p = sub.add_parser(
-        "run",
-        help="tag folders on this machine in one command (starts and stops Redis and a worker)",
-        description="Start a private redis-server and a local worker, tag SOURCES, write the "
-        "results, stop everything. Results also stay in the run's store "
-        "(~/.cache/bulktag/run): a second run of the same photos comes from the cache.",
-    )
-    p.add_argument("sources", nargs="+", help="folder, file, URI, @list.txt or -")
-    p.add_argument("--job", help="job id (default: generated)")
-    p.add_argument(
-        "-o", "--output", help="file or s3://bucket/key for all records (default: a table)"
-    )
-    p.add_argument(
-        "--format",
-        choices=["jsonl", "csv", "parquet"],
-        help="results format (default: from the -o suffix, else jsonl)",
-    )
-    p.add_argument("--sidecars", action="store_true", help="also write an XMP sidecar per image")
-    p.add_argument(
-        "--concurrency", type=_auto_int, help="worker processes (default auto: one per core)"
-    )
-    p.add_argument("--threads", type=_auto_int, help="CPU threads per process (default auto)")
-    p.add_argument("--batch-size", type=int, help="most images per forward pass (default 16)")
-    p.add_argument(
-        "--precision",
-        choices=PRECISIONS,
-        help="fp32 (default, reference-exact), bf16, fp16 (cuda only), int8 (calibrated)",
-    )
-    p.add_argument(
-        "--decode", choices=DECODE_MODES, help="exact (default) or fast (JPEG DCT scaling)"
-    )
-    p.add_argument("--device", choices=DEVICES, help="cpu (default) or cuda")
-    p.add_argument("--weights", type=Path, help="checkpoint path (env BULKTAG_WEIGHTS)")
-    p.add_argument(
-        "--redis-url",
-        dest="run_redis_url",
-        help="use this Redis instead of starting a private one (jobs get a queue of their own)",
-    )
-    p.add_argument(
-        "--chunk-size",
-        type=positive_int,
-        help="URIs per task (default 32; smaller = earlier results)",
-    )
-    p.set_defaults(func=cmd_run)
-
-
-def _auto_int(value: str) -> str:
-    """``auto`` or a positive integer, passed on to ``bulktag worker`` as written."""
-    if value.lower() == "auto" or (value.isdigit() and int(value) >= 1):
-        return value.lower()
-    raise argparse.ArgumentTypeError(f"expected 'auto' or a number >= 1, got {value!r}")
 
 
 def output_format(fmt: str | None, output: str | None) -> str:
@@ -130,22 +75,6 @@ def check_sidecars() -> Callable[..., Any]:
     if writer is None:
         raise ConfigError("--sidecars is not available yet in this version of bulktag")
     return writer  # type: ignore[no-any-return]
-
-
-def local_roots(sources: list[str]) -> list[Path]:
-    """The local folders and files named on the command line: the worker may read them.
-
-    ``BULKTAG_ALLOWED_ROOTS`` (default: home and the working directory) guards workers
-    that serve a shared queue; ``bulktag run``'s own worker reads what its user named.
-    """
-    roots = []
-    for source in sources:
-        if source == "-" or source.startswith(("@", *REMOTE_SCHEMES)):
-            continue
-        path = Path(source.removeprefix("file://")).expanduser()
-        if path.exists():
-            roots.append(path.resolve())
-    return roots
 
 
 def worker_args(args: argparse.Namespace, queue: str, hostname: str) -> list[str]:
@@ -186,7 +115,7 @@ def _terminate(signum: int, frame: object) -> None:
     raise SystemExit(128 + signum)  # unwinds like Ctrl-C, so the stop path runs
 
 
-def cmd_run(args: argparse.Namespace) -> int:
+def run_command(args: argparse.Namespace) -> int:
     """``bulktag run``: start Redis and a worker, tag, write results, stop all of it.
 
     Ctrl-C raises KeyboardInterrupt (``bulktag`` exits 130) and SIGTERM SystemExit(143)
@@ -358,7 +287,7 @@ class LocalRun:
         show_table(
             list(islice(job.results(), TABLE_ROWS)),
             Console(),
-            _common_root(self.args.sources),
+            common_root(self.args.sources),
         )
         more = f"the first {TABLE_ROWS} of {n}" if n > TABLE_ROWS else f"all {n}"
         self.console.print(f"{more} records above; all of them in {path}")
@@ -379,33 +308,3 @@ class LocalRun:
             prior = store.cancel_job(self.job_id)  # JobNotFound: nothing was submitted
             if prior not in ("done", "cancelled"):
                 self.console.print(f"cancelled: {summary_line(store.status(self.job_id))}")
-
-
-def show_table(records: list[dict[str, Any]], console: Console, root: Path | None) -> None:
-    """Records as a table: image, status, then the top-3 labels with their scores."""
-    from rich.table import Table
-
-    table = Table(title="bulktag: top-3 labels per image")
-    table.add_column("image")
-    table.add_column("status")
-    for n in (1, 2, 3):
-        table.add_column(f"#{n} label (score)")
-    for rec in records:
-        name = rec["uri"]
-        if root is not None:
-            with contextlib.suppress(ValueError):
-                name = str(Path(rec["uri"]).relative_to(root))
-        if rec["status"] == "ok":
-            cells = [f"{t['label']} ({t['score']:.3f})" for t in rec["top3"]]
-            table.add_row(name, "[green]ok", *cells)
-        else:
-            table.add_row(name, "[red]error", (rec.get("error") or "")[:60], "", "")
-    console.print(table)
-    if records and records[0].get("model"):
-        console.print(f"model id: {records[0]['model']}")
-
-
-def _common_root(sources: list[str]) -> Path | None:
-    """The one local folder the sources name, to shorten the table's paths."""
-    roots = local_roots(sources)
-    return roots[0] if len(roots) == 1 and roots[0].is_dir() else None

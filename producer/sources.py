@@ -180,3 +180,19 @@ def iter_sources(
 ) -> Iterator[str]:
     for source in sources:
         yield from iter_source(source, stdin, settings, selection)
+
+
+def local_roots(sources: list[str]) -> list[Path]:
+    """The local folders and files named on the command line: the worker may read them.
+
+    ``BULKTAG_ALLOWED_ROOTS`` (default: home and the working directory) guards workers
+    that serve a shared queue; ``bulktag run``'s own worker reads what its user named.
+    """
+    roots = []
+    for source in sources:
+        if source == "-" or source.startswith(("@", *REMOTE_SCHEMES)):
+            continue
+        path = Path(source.removeprefix("file://")).expanduser()
+        if path.exists():
+            roots.append(path.resolve())
+    return roots

@@ -24,7 +24,7 @@ from rich.console import Console
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from producer.local_run import show_table  # noqa: E402
+from producer.run_table import show_table  # noqa: E402
 from producer.samples import build_corpus  # noqa: E402
 from tasks.errors import BulktagError  # noqa: E402
 from tasks.settings import Settings  # noqa: E402

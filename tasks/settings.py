@@ -12,6 +12,12 @@ from pathlib import Path
 from typing import Any
 
 from tasks.cpu import auto_concurrency, available_cores
+from tasks.env_values import bool_value as _bool
+from tasks.env_values import choice_value as _choice
+from tasks.env_values import float_value as _float
+from tasks.env_values import hosts as _hosts_or_none
+from tasks.env_values import int_value as _int
+from tasks.env_values import path_or_none as _path_or_none
 from tasks.errors import ConfigError
 
 DEFAULT_REDIS_URL = "redis://localhost:6379/0"
@@ -187,7 +193,10 @@ class Settings:
             concurrency=_int(env, "BULKTAG_CONCURRENCY", 0, minimum=0),
             threads=_int(env, "BULKTAG_THREADS", 0, minimum=0),
             lanes=_int(
-                env, "BULKTAG_LANES", _int(env, "BULKTAG_DECODE_THREADS", 0, minimum=0), minimum=0
+                env,
+                "BULKTAG_LANES",
+                _int(env, "BULKTAG_DECODE_THREADS", 0, minimum=0),
+                minimum=0,
             ),
             fetch_threads=_int(env, "BULKTAG_FETCH_THREADS", DEFAULT_FETCH_THREADS, minimum=1),
             max_bytes=_int(env, "BULKTAG_MAX_BYTES", DEFAULT_MAX_BYTES, minimum=1),
@@ -267,70 +276,6 @@ class Settings:
         return max(1, self.effective_threads // self.effective_lanes)
 
 
-def _int(env: dict[str, str], name: str, default: int, minimum: int) -> int:
-    raw = env.get(name)
-    if raw in (None, ""):
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
-    if value < minimum:
-        raise ConfigError(f"{name} must be >= {minimum}, got {value}")
-    return value
-
-
-def _float(env: dict[str, str], name: str, default: float, minimum: float = 0.001) -> float:
-    raw = env.get(name)
-    if raw in (None, ""):
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
-    if not value >= minimum:  # also refuses nan
-        raise ConfigError(f"{name} must be >= {minimum}, got {raw}")
-    return value
-
-
 def _hosts(raw: str | None) -> tuple[str, ...]:
-    """A comma list of Host names (``*`` = any); unset or empty = the loopback names.
-
-    A port is dropped (``localhost:8080`` allows ``localhost`` on any port): the Host
-    check guards against foreign *names*, and the port is the one the API listens on.
-    """
-    names = []
-    for item in (raw or "").split(","):
-        name = item.strip().lower()
-        if name.startswith("[") and "]" in name:
-            name = name[: name.index("]") + 1]
-        elif name.count(":") == 1:
-            name = name.split(":", 1)[0]
-        elif ":" in name:  # a bare IPv6 address: Host headers carry it in brackets
-            name = f"[{name}]"
-        if name:
-            names.append(name)
-    return tuple(names) or DEFAULT_API_ALLOWED_HOSTS
-
-
-def _path_or_none(raw: str | None) -> Path | None:
-    return Path(raw).expanduser() if raw else None
-
-
-def _choice(env: dict[str, str], name: str, choices: tuple[str, ...]) -> str:
-    """One of ``choices`` (the first is the default), case-insensitive."""
-    raw = (env.get(name) or choices[0]).lower()
-    if raw not in choices:
-        raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
-    return raw
-
-
-def _bool(env: dict[str, str], name: str, default: bool) -> bool:
-    raw = env.get(name)
-    if raw in (None, ""):
-        return default
-    if raw.lower() in ("1", "true", "yes", "on"):
-        return True
-    if raw.lower() in ("0", "false", "no", "off"):
-        return False
-    raise ConfigError(f"{name} must be true or false, got {raw!r}")
+    """The API's Host allow-list: the variable's names, else the loopback defaults."""
+    return _hosts_or_none(raw) or DEFAULT_API_ALLOWED_HOSTS

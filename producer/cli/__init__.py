@@ -13,13 +13,13 @@ from collections.abc import Sequence
 import redis
 import sqlalchemy as sa
 
-from producer import local_run
 from producer.cli import (
     find,
     jobs,
     models,
     processes,
     retention,
+    run,
     schedules,
     sidecars,
     uploads,
@@ -29,7 +29,7 @@ from producer.cli.common import EXIT_ERROR
 from tasks.errors import BulktagError
 
 # In the order ``bulktag --help`` lists them.
-GROUPS = (processes, jobs, retention, find, sidecars, weights, schedules, models, uploads)
+GROUPS = (run, processes, jobs, retention, find, sidecars, weights, schedules, models, uploads)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,7 +41,6 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for group in GROUPS:
         group.add_commands(sub)
-    local_run.add_parser(sub)  # run: one command for one machine
     return parser
 
 

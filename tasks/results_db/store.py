@@ -11,43 +11,24 @@ concurrent chunks of a job queue instead of deadlocking.
 
 from __future__ import annotations
 
-import json
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any, TypeVar
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 
-from tasks.errors import JobNotFound, StoreUnavailable
-from tasks.records import JobStatus, Record
+from tasks.errors import JobNotFound
 from tasks.results_db import engine as engines
 from tasks.results_db import queries
-from tasks.results_db.rows import record_row, row_record, row_status
-from tasks.results_db.schema import job_annotations, job_uris, jobs, records, result_cache
-
-T = TypeVar("T")
-Outcome = tuple[int, Record, bool]  # (index in job, record, deduped)
-
-# A dropped connection (database restart, failover) is retried with backoff for about
-# as long as the Redis client rides out a Redis restart (tasks.store): writes are
-# idempotent, so replaying a transaction whose commit was lost is safe.
-RETRY_FOR = 30.0  # seconds in all
-RETRY_CAP = 5.0  # seconds: the longest single wait
-_TRANSIENT = (sa.exc.OperationalError, sa.exc.InterfaceError)
+from tasks.results_db.cache import Cache
+from tasks.results_db.reads import Reads
+from tasks.results_db.rows import record_row
+from tasks.results_db.schema import job_annotations, job_uris, jobs, records
+from tasks.results_db.transactions import Outcome
 
 
-class ResultsDB:
+class ResultsDB(Reads, Cache):
     """Jobs, per-URI records and the (model id, sha256) cache in one SQL database."""
-
-    def __init__(self, engine: sa.Engine) -> None:
-        self.engine = engine
-        self._insert: Any = sqlite.insert if engines.is_sqlite(engine) else postgresql.insert
-        self._insert_records = (
-            self._insert(records)
-            .on_conflict_do_nothing()
-            .returning(records.c.status, records.c.deduped)
-        )
 
     @classmethod
     def open(cls, url: str) -> ResultsDB:
@@ -60,42 +41,6 @@ class ResultsDB:
         engine = engines.create_engine("sqlite://")
         engines.ensure_schema(engine)
         return cls(engine)
-
-    # -- plumbing ----------------------------------------------------------------------
-    def _run(self, fn: Callable[[sa.Connection], T], *, write: bool = True) -> T:
-        """Run ``fn`` in one transaction, retrying transient connection faults."""
-        deadline = time.monotonic() + RETRY_FOR
-        wait = 0.1
-        while True:
-            try:
-                with self.engine.connect() as conn:
-                    if write:
-                        conn = conn.execution_options(sqlite_begin="BEGIN IMMEDIATE")
-                    with conn.begin():
-                        return fn(conn)
-            except _TRANSIENT as exc:
-                if time.monotonic() + wait > deadline:
-                    url = engines.safe_url(str(self.engine.url))
-                    raise StoreUnavailable(f"results database {url}: {exc.orig}") from exc
-                time.sleep(wait)
-                wait = min(RETRY_CAP, wait * 2)
-
-    @staticmethod
-    def _lock_job(conn: sa.Connection, job_id: str) -> bool:
-        """Take the job row's lock first thing in a write; False if there is no such job."""
-        touch = sa.update(jobs).where(jobs.c.job_id == job_id).values(chunks=jobs.c.chunks)
-        return conn.execute(touch).rowcount == 1
-
-    @staticmethod
-    def _finish_if_complete(conn: sa.Connection, job_id: str, now: float) -> bool:
-        """Mark a running job done once every URI has a record; True if this did it."""
-        done = (
-            sa.update(jobs)
-            .where(jobs.c.job_id == job_id, jobs.c.state == "running")
-            .where(jobs.c.ok + jobs.c.error >= jobs.c.total)
-            .values(state="done", finished_at=now)
-        )
-        return conn.execute(done).rowcount == 1
 
     # -- jobs --------------------------------------------------------------------------
     def create_job(self, job_id: str, chunk_size: int, source: str) -> bool:
@@ -256,51 +201,6 @@ class ResultsDB:
 
         return self._run(reopen)
 
-    def job_state(self, job_id: str) -> str | None:
-        query = sa.select(jobs.c.state).where(jobs.c.job_id == job_id)
-        return self._run(lambda c: c.scalar(query), write=False)
-
-    def status(self, job_id: str) -> JobStatus:
-        """The job's status snapshot. Raises JobNotFound."""
-        row = self._run(
-            lambda c: c.execute(sa.select(jobs).where(jobs.c.job_id == job_id)).mappings().first(),
-            write=False,
-        )
-        if row is None:
-            raise JobNotFound(f"no job named {job_id!r}")
-        return row_status(row)
-
-    def list_jobs(self, limit: int = 50) -> list[str]:
-        """Job ids, newest first."""
-        query = sa.select(jobs.c.job_id).order_by(jobs.c.created_at.desc()).limit(limit)
-        return self._run(lambda c: list(c.scalars(query)), write=False)
-
-    def job_uri(self, job_id: str, index: int) -> str | None:
-        """The URI at ``index`` of the job (None past its end)."""
-        query = sa.select(job_uris.c.uri).where(
-            job_uris.c.job_id == job_id, job_uris.c.idx == index
-        )
-        return self._run(lambda c: c.scalar(query), write=False)
-
-    def iter_uris(self, job_id: str, batch: int = 1000) -> Iterator[str]:
-        """The job's URIs in submission order, ``batch`` at a time (reprocess)."""
-        start = 0
-        while True:
-            query = (
-                sa.select(job_uris.c.uri)
-                .where(
-                    job_uris.c.job_id == job_id,
-                    job_uris.c.idx >= start,
-                    job_uris.c.idx < start + batch,
-                )
-                .order_by(job_uris.c.idx)
-            )
-            page = self._run(lambda c, q=query: list(c.scalars(q)), write=False)  # type: ignore[misc]
-            if not page and start >= self.status(job_id).total:
-                return
-            yield from page
-            start += batch
-
     def annotate_job(self, job_id: str, **fields: str) -> None:
         """Set descriptive fields (``reprocess_of``, ``schedule``, ``model``, ``submit_error``)."""
 
@@ -322,32 +222,6 @@ class ResultsDB:
                 )
 
         self._run(annotate)
-
-    def job_field(self, job_id: str, name: str) -> str | None:
-        """A job's descriptive field (see ``annotate_job``), or a status column by name."""
-        if name in jobs.c and name != "job_id":
-            query: Any = sa.select(jobs.c[name]).where(jobs.c.job_id == job_id)
-        else:
-            query = sa.select(job_annotations.c.value).where(
-                job_annotations.c.job_id == job_id, job_annotations.c.name == name
-            )
-        value = self._run(lambda c: c.scalar(query), write=False)
-        return None if value is None else str(value)
-
-    def reprocess_versions(self, root_job_id: str) -> dict[str, str]:
-        """``{model id: job id}`` of the reprocess jobs of ``root_job_id`` (newest wins),
-        from their ``reprocess_of`` and ``model`` annotations: survives a Redis flush."""
-        of = job_annotations.alias("of")
-        model = job_annotations.alias("model")
-        query = (
-            sa.select(model.c.value, of.c.job_id)
-            .join(model, sa.and_(model.c.job_id == of.c.job_id, model.c.name == "model"))
-            .join(jobs, jobs.c.job_id == of.c.job_id)
-            .where(of.c.name == "reprocess_of", of.c.value == root_job_id)
-            .order_by(jobs.c.created_at)
-        )
-        rows = self._run(lambda c: c.execute(query).all(), write=False)
-        return {str(m): str(j) for m, j in rows}
 
     # -- records -----------------------------------------------------------------------
     def record_outcomes(self, job_id: str, outcomes: Iterable[Outcome]) -> bool:
@@ -398,75 +272,3 @@ class ResultsDB:
             return self._finish_if_complete(conn, job_id, now)
 
         return self._run(write)
-
-    def records_between(
-        self, job_id: str, start: int, stop: int
-    ) -> list[tuple[int, str, Record | None]]:
-        """``(index, uri, record or None if pending)`` for indices in ``[start, stop)``."""
-        return self._run(lambda c: queries.records_between(c, job_id, start, stop), write=False)
-
-    def records(self, job_id: str, batch: int = 1000) -> Iterator[tuple[int, str, Record | None]]:
-        """Yield ``(index, uri, record or None if pending)`` in submission order, streamed."""
-        total = self.status(job_id).total
-        for start in range(0, total, batch):
-            yield from self.records_between(job_id, start, min(total, start + batch))
-
-    def model_of(self, job_id: str) -> str | None:
-        """The model id of the job's first stored record (None before any)."""
-        query = (
-            sa.select(records.c.model)
-            .where(records.c.job_id == job_id)
-            .order_by(records.c.idx)
-            .limit(1)
-        )
-        return self._run(lambda c: c.scalar(query), write=False)
-
-    def search(self, indices: Sequence[int], **filters: Any) -> Iterator[tuple[str, int, Record]]:
-        """Records whose top-3 holds one of ``indices`` (docs: coord SEARCH_API; see queries)."""
-        rows = self._run(lambda c: queries.search(c, indices, **filters), write=False)
-        for row in rows:
-            yield row["job_id"], int(row["idx"]), row_record(row)
-
-    def label_counts(
-        self, *, model_id: str | None = None, job_id: str | None = None
-    ) -> dict[int, int]:
-        """How many ok records hold each class index anywhere in their top-3."""
-        return self._run(
-            lambda c: queries.label_counts(c, model_id=model_id, job_id=job_id), write=False
-        )
-
-    # -- dedupe cache ------------------------------------------------------------------
-    def cached_top3(self, model_id: str, hashes: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
-        """Stored top-3 lists for the hashes that have one under ``model_id``."""
-        if not hashes:
-            return {}
-        query = sa.select(result_cache.c.sha256, result_cache.c.top3).where(
-            result_cache.c.model_id == model_id, result_cache.c.sha256.in_(list(hashes))
-        )
-        found = self._run(lambda c: c.execute(query).all(), write=False)
-        return {h: json.loads(t) for h, t in found}
-
-    def cache_entries(self, model_id: str | None = None) -> int:
-        """How many cache entries there are (under ``model_id``, or all)."""
-        query = sa.select(sa.func.count()).select_from(result_cache)
-        if model_id is not None:
-            query = query.where(result_cache.c.model_id == model_id)
-        return int(self._run(lambda c: c.scalar(query), write=False) or 0)
-
-    def clear_cache(self, model_id: str | None = None) -> int:
-        """Drop the cache entries (under ``model_id``, or all); returns how many."""
-        stmt = sa.delete(result_cache)
-        if model_id is not None:
-            stmt = stmt.where(result_cache.c.model_id == model_id)
-        return int(self._run(lambda c: c.execute(stmt).rowcount))
-
-    def cache_top3(self, model_id: str, results: dict[str, list[dict[str, Any]]]) -> None:
-        if not results:
-            return
-        now = time.time()
-        rows = [
-            {"model_id": model_id, "sha256": h, "top3": json.dumps(t), "created_at": now}
-            for h, t in results.items()
-        ]
-        stmt = self._insert(result_cache).on_conflict_do_nothing()
-        self._run(lambda c: c.execute(stmt, rows))

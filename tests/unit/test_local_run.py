@@ -17,9 +17,10 @@ from rich.console import Console
 
 from producer import cli
 from producer.export import check_format, export_records
-from producer.local_run import local_roots, output_format, run_queue, worker_args
+from producer.local_run import output_format, run_queue, worker_args
 from producer.local_services import last_line, signals_held, spawn, stop_group
 from producer.run_folder import claim_run_folder
+from producer.sources import local_roots
 from tasks.errors import ConfigError
 from tasks.settings import Settings
 
