@@ -12,6 +12,7 @@ import redis
 from tasks.formats import register_openers
 from tests.e2e.test_metrics import scrape, value
 from tests.format_fixtures import avif_bytes, dng_bytes, heic_bytes, photo
+from tests.integration.test_sidecars import as_list, read_back
 from tests.reference import load_reference_model, reference_top3
 from tests.servers import BULKTAG, REPO, free_port, running_worker
 
@@ -103,3 +104,13 @@ def test_heic_avif_and_raw_are_tagged_and_other_files_are_counted(
     broken = records["IMG_0002.heic"]
     assert broken["status"] == "error"
     assert "truncated" in broken["error"] or "HEIF" in broken["error"], broken["error"]
+
+    # ...and the RAW files get their XMP sidecars like any photo (DSC_0001.DNG.xmp beside
+    # DSC_0001.DNG, the name digiKam and darktable use), which exiftool reads back
+    bulktag(env, "sidecars", "archive")
+    for name in ("DSC_0001.DNG", "DSC_0002.dng"):
+        sidecar = folder / f"{name}.xmp"
+        tags = read_back(sidecar)
+        labels = [t["label"] for t in records[name]["top3"]]
+        assert as_list(tags["XMP-dc:Subject"]) == labels
+        assert as_list(tags["XMP-lr:HierarchicalSubject"]) == [f"bulktag|{x}" for x in labels]
