@@ -18,6 +18,7 @@ from pathlib import Path
 
 import redis
 
+from tasks.results_db import ResultsDB
 from tasks.settings import Settings
 from tasks.store import ResultStore
 from tests.servers import BULKTAG, REPO, RedisServer, WorkerProcess
@@ -129,6 +130,9 @@ def worker_env(redis_url: str, weights: Path, corpus: Path) -> dict[str, str]:
         BULKTAG_WEIGHTS=str(weights),
         BULKTAG_ALLOWED_ROOTS=str(corpus),
         BULKTAG_METRICS_PORT="0",  # no port clash with a worker someone else runs
+        # The run's own results database, never the user's (BULKTAG_RESULTS_URL wins).
+        BULKTAG_RESULTS_URL=os.environ.get("BULKTAG_RESULTS_URL")
+        or f"sqlite:///{corpus.parent.resolve() / 'bench-results.db'}",
         PYTHONUNBUFFERED="1",
     )
     return env
@@ -151,7 +155,10 @@ def submit_and_wait(
     wall = time.perf_counter() - started
     if proc.returncode != 0:
         raise RuntimeError(f"bulktag submit failed: {proc.stderr[-2000:]}")
-    store = ResultStore(redis.Redis.from_url(env["BULKTAG_REDIS_URL"], decode_responses=True))
+    store = ResultStore(
+        redis.Redis.from_url(env["BULKTAG_REDIS_URL"], decode_responses=True),
+        db=ResultsDB.open(env["BULKTAG_RESULTS_URL"]),
+    )
     status = store.status(job)
     if status.total != images or status.ok != images:
         raise RuntimeError(f"job {job}: {status.ok} ok of {status.total}, expected {images}")
