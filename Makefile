@@ -121,5 +121,5 @@ compose-check:
 	@bash scripts/ensure-debian-packages.sh --commands docker-compose \
 	    --why "tests validate docker-compose.yml with docker-compose config (no engine needed)" \
 	    docker-compose
-	REDIS_PASSWORD=ci-check FLOWER_BASIC_AUTH=ci:check docker-compose config -q
+	REDIS_PASSWORD=ci-check FLOWER_BASIC_AUTH=ci:check POSTGRES_PASSWORD=ci-check docker-compose config -q
 	@echo "docker-compose.yml is valid"
